@@ -1,0 +1,1 @@
+"""Corpus preparation scripts: audio folders -> manifest CSVs (see ``speechbrain_moco.manifest``)."""

@@ -1,0 +1,25 @@
+"""speechbrain-moco: speaker embeddings without labels by Momentum Contrast."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="speechbrain-moco",
+    version="0.1.0",
+    description="Momentum Contrast (MoCo) speaker embeddings, built the SpeechBrain way",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["speechbrain_moco", "speechbrain_moco.*", "data_prep", "data_prep.*"]),
+    install_requires=[
+        "torch==2.14.1",
+        "torchaudio==2.11.0",
+        "speechbrain==1.1.2",
+        "hyperpyyaml>=1.2.2",
+        "pandas>=2.0",
+        "numpy>=1.24",
+        "tqdm>=4.60",
+        "soundfile>=0.12",
+    ],
+    extras_require={"test": ["pytest>=7"], "plots": ["matplotlib>=3.7"]},
+)

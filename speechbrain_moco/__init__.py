@@ -1,0 +1,1 @@
+"""speechbrain-moco: speaker embeddings learned without labels by Momentum Contrast."""

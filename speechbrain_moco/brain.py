@@ -1,0 +1,206 @@
+"""``MoCoBrain``: Momentum Contrast for speaker embeddings as a SpeechBrain Brain.
+
+Query branch: Fbank -> mean/var norm -> ``embedding_model`` -> ``projector``.
+Key branch: ``key_model`` -> ``key_projector``, momentum copies with no
+gradient. ``compute_forward`` has no side effects (validation calls it too);
+the momentum update and the enqueue happen in ``on_fit_batch_end`` only.
+
+Modules expected in ``modules``: ``compute_features``, ``mean_var_norm``,
+``embedding_model``, ``projector``, ``key_model``, ``key_projector``, ``queue``.
+"""
+
+import json
+import os
+import zlib
+
+import speechbrain as sb
+import torch
+import torch.nn.functional as F
+from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.logger import get_logger
+
+from speechbrain_moco.dataio import stack_views
+from speechbrain_moco.distributed import all_gather_nograd, batch_shuffle, batch_unshuffle, world_size
+from speechbrain_moco.encoder import embed
+from speechbrain_moco.infonce import infonce_logits, infonce_loss, topk_accuracy
+from speechbrain_moco.momentum import ema_update, make_key_twin, momentum_at
+from speechbrain_moco.schedule import warmup_cosine
+
+logger = get_logger(__name__)
+
+
+class MoCoBrain(sb.core.Brain):
+    """Momentum Contrast trainer (see module docstring for the modules)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        make_key_twin(self.modules.embedding_model, self.modules.key_model)
+        make_key_twin(self.modules.projector, self.modules.key_projector)
+        self.steps_per_epoch = None
+        self.history_file = None
+
+    # ------------------------------------------------------------------ forward
+    def features(self, wavs, lengths, stage):
+        """Fbank + sentence mean/var normalisation (+ SpecAugment in training)."""
+        feats = self.modules.compute_features(wavs)
+        feats = self.modules.mean_var_norm(feats, lengths)
+        spec_augment = getattr(self.hparams, "spec_augment", None)
+        if stage == sb.Stage.TRAIN and spec_augment is not None:
+            feats = spec_augment(feats)
+        return feats
+
+    def encode(self, wavs, lengths):
+        """Query-encoder embeddings (B, D) of waveforms, no projection head."""
+        feats = self.features(wavs, lengths, sb.Stage.TEST)
+        return embed(self.modules.embedding_model, feats, lengths)
+
+    def augment(self, wavs, lengths):
+        """Augment both views, each row independently, reproducibly per step."""
+        augmenter = getattr(self.hparams, "augment", None)
+        if augmenter is None:
+            return wavs
+        devices = [wavs.device] if wavs.device.type == "cuda" else []
+        seed = zlib.crc32(f"{self.hparams.seed}:{self.step}:{os.environ.get('RANK', 0)}".encode())
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            return augmenter(wavs, lengths)
+
+    def compute_forward(self, batch, stage):
+        """Return ``{"logits", "labels", "keys"}`` for a two-view batch."""
+        batch = batch.to(self.device)
+        wavs, lengths = stack_views(batch)
+        if stage == sb.Stage.TRAIN:
+            wavs = self.augment(wavs, lengths)
+        half = wavs.shape[0] // 2
+        feats = self.features(wavs, lengths, stage)
+        q = embed(self.modules.embedding_model, feats[:half], lengths[:half])
+        q = F.normalize(self.modules.projector(q), dim=1)
+        with torch.no_grad():
+            k_feats, k_lens, idx = batch_shuffle(feats[half:], lengths[half:])
+            k = embed(self.modules.key_model, k_feats, k_lens)
+            k = F.normalize(self.modules.key_projector(k), dim=1)
+            k = batch_unshuffle(k, idx)
+        logits, labels = infonce_logits(
+            q, k, self.modules.queue.negatives(), self.hparams.temperature
+        )
+        return {"logits": logits, "labels": labels, "keys": k}
+
+    def compute_objectives(self, outputs, batch, stage):
+        """InfoNCE loss; accumulates the (K+1)-way top-1 accuracy."""
+        loss = infonce_loss(outputs["logits"], outputs["labels"])
+        n = outputs["labels"].shape[0]
+        self.acc_sum += topk_accuracy(outputs["logits"].detach(), outputs["labels"]) * n
+        self.acc_count += n
+        return loss
+
+    # ------------------------------------------------------------- side effects
+    def current_momentum(self):
+        """Momentum for the current optimiser step (pure function of it)."""
+        return momentum_at(
+            self.optimizer_step,
+            self.hparams.momentum,
+            getattr(self.hparams, "momentum_final", None),
+            self.total_steps(),
+        )
+
+    def total_steps(self):
+        """Optimiser steps of the whole run."""
+        steps = self.steps_per_epoch or 1
+        return max(steps * self.hparams.number_of_epochs // self.grad_accumulation_factor, 1)
+
+    def on_fit_batch_start(self, batch, should_step):
+        """Set the learning rate of this step (warm-up + cosine)."""
+        lr = warmup_cosine(
+            self.optimizer_step,
+            self.hparams.lr,
+            self.total_steps(),
+            self.hparams.warmup_epochs * (self.steps_per_epoch or 1) // self.grad_accumulation_factor,
+            self.hparams.final_lr,
+        )
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """Momentum update of the key branch, then enqueue the global keys."""
+        if should_step:
+            m = self.current_momentum()
+            ema_update(self.modules.key_model, self.modules.embedding_model, m)
+            ema_update(self.modules.key_projector, self.modules.projector, m)
+        self.modules.queue.enqueue(all_gather_nograd(outputs["keys"]))
+
+    # ------------------------------------------------------------ optimisation
+    def init_optimizers(self):
+        """Give the optimiser the trainable parameters only (no key branch)."""
+        params = [p for p in self.modules.parameters() if p.requires_grad]
+        self.optimizer = self.opt_class(params)
+        self.optimizers_dict = {"opt_class": self.optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+
+    def fit(self, epoch_counter, train_set, valid_set=None, progressbar=None,
+            train_loader_kwargs={}, valid_loader_kwargs={}):
+        """Build the loaders, check the set-up, then run SpeechBrain's fit."""
+        if not isinstance(train_set, torch.utils.data.DataLoader):
+            n_utts = len(train_set)
+            batch = train_loader_kwargs.get("batch_size", 1)
+            if n_utts < batch * world_size():
+                raise ValueError(
+                    f"the training set has {n_utts} utterances, fewer than one global "
+                    f"batch ({batch} x {world_size()} processes): lower --batch_size"
+                )
+            train_set = self.make_dataloader(
+                train_set, stage=sb.Stage.TRAIN, **train_loader_kwargs
+            )
+        self.steps_per_epoch = len(train_set)
+        self.valid_expected = valid_set is not None
+        global_batch = train_loader_kwargs.get("batch_size", train_set.batch_size or 1) * world_size()
+        if self.modules.queue.size < global_batch:
+            raise ValueError(
+                f"queue_size={self.modules.queue.size} is smaller than the global batch "
+                f"({global_batch}): every step would overwrite the whole queue"
+            )
+        super().fit(epoch_counter, train_set, valid_set, progressbar,
+                    train_loader_kwargs, valid_loader_kwargs)
+
+    # ------------------------------------------------------------------ stages
+    def on_stage_start(self, stage, epoch=None):
+        """Reset accuracy counters and select the crops of this epoch."""
+        self.acc_sum, self.acc_count = 0.0, 0
+        if stage == sb.Stage.TRAIN:
+            self.hparams.two_crops.set_epoch(epoch)
+        else:
+            self.hparams.two_crops.set_epoch(-1)  # same validation crops every epoch
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Log loss, accuracy, lr and momentum; checkpoint after each epoch."""
+        stats = {"loss": stage_loss, "acc": self.acc_sum / max(self.acc_count, 1)}
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = stats
+            if getattr(self, "valid_expected", False):
+                return
+        epoch_stats = {
+            "epoch": epoch,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "momentum": self.current_momentum(),
+            "queue_filled": int(self.modules.queue.filled),
+        }
+        valid_stats = stats if stage == sb.Stage.VALID else None
+        self.hparams.train_logger.log_stats(
+            stats_meta=epoch_stats, train_stats=self.train_stats, valid_stats=valid_stats
+        )
+        self.write_history(epoch_stats, self.train_stats, valid_stats)
+        self.checkpointer.save_and_keep_only(
+            meta={"loss": (valid_stats or self.train_stats)["loss"], "epoch": epoch},
+            num_to_keep=self.hparams.keep_checkpoints,
+        )
+
+    def write_history(self, meta, train, valid):
+        """Append one JSON line per epoch to ``<output_folder>/history.jsonl``."""
+        if not if_main_process():
+            return
+        row = dict(meta, train_loss=train["loss"], train_acc=train["acc"])
+        if valid is not None:
+            row.update(valid_loss=valid["loss"], valid_acc=valid["acc"])
+        path = os.path.join(self.hparams.output_folder, "history.jsonl")
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")

@@ -1,0 +1,129 @@
+"""Data pipelines: two random crops per utterance for MoCo, full utterances for tests.
+
+Crops are drawn from a random generator seeded by ``(seed, epoch, utterance
+ID)``, so an epoch's crops are the same whether the run was interrupted or
+not, and whatever the number of loader workers.
+"""
+
+import random
+import zlib
+
+import speechbrain as sb
+import torch
+
+from speechbrain_moco.audio import audio_frames, load_audio
+
+
+class TwoCrops:
+    """Draw two random crops of ``crop_seconds`` from one utterance.
+
+    Utterances shorter than a crop are wrapped around (tiled from a random
+    offset) to the crop length, never dropped.
+
+    Arguments
+    ---------
+    crop_seconds : float
+        Crop length in seconds.
+    sample_rate : int
+        Audio sample rate.
+    seed : int
+        Base seed of the crop generator.
+
+    Example
+    -------
+    >>> crops = TwoCrops(0.5, 16000, seed=1)
+    >>> crops.offsets("utt1", 16000) == crops.offsets("utt1", 16000)
+    True
+    >>> crops.set_epoch(2); crops.offsets("utt1", 16000) == TwoCrops(0.5, 16000, 1).offsets("utt1", 16000)
+    False
+    """
+
+    def __init__(self, crop_seconds=2.0, sample_rate=16000, seed=1234):
+        if crop_seconds <= 0:
+            raise ValueError(f"crop_seconds must be > 0, got {crop_seconds}")
+        self.crop = int(round(crop_seconds * sample_rate))
+        self.sample_rate = sample_rate
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        """Select the epoch whose crops are drawn (called by the Brain)."""
+        self.epoch = int(epoch)
+
+    def offsets(self, uid, n_samples):
+        """Two crop offsets in ``[0, n_samples - crop]`` (or wrap offsets)."""
+        rng = random.Random(zlib.crc32(f"{self.seed}:{self.epoch}:{uid}".encode()))
+        high = max(n_samples - self.crop, 0) if n_samples >= self.crop else n_samples - 1
+        return rng.randint(0, high), rng.randint(0, high)
+
+    def __call__(self, path, start, stop, uid):
+        """Return two (crop,) float tensors of one utterance."""
+        start = int(start)
+        stop = int(stop) if int(stop) > 0 else audio_frames(path)
+        n = stop - start
+        if n <= 0:
+            raise ValueError(f"{uid}: empty segment {start}:{stop} of {path}")
+        views = []
+        if n >= self.crop:
+            for off in self.offsets(uid, n):
+                views.append(load_audio(path, self.sample_rate, start=start + off, stop=start + off + self.crop))
+        else:
+            wav = load_audio(path, self.sample_rate, start=start, stop=stop)
+            reps = self.crop // wav.numel() + 2
+            tiled = wav.repeat(reps)
+            for off in self.offsets(uid, n):
+                views.append(tiled[off : off + self.crop].clone())
+        return views
+
+
+def two_view_dataset(csv_path, data_folder, two_crops):
+    """DynamicItemDataset of a manifest yielding ``id``, ``view1``, ``view2``."""
+    data = sb.dataio.dataset.DynamicItemDataset.from_csv(
+        csv_path=csv_path, replacements={"data_root": data_folder}
+    )
+
+    @sb.utils.data_pipeline.takes("id", "wav", "start", "stop")
+    @sb.utils.data_pipeline.provides("view1", "view2")
+    def crops(uid, wav, start, stop):
+        view1, view2 = two_crops(wav, start, stop, uid)
+        yield view1
+        yield view2
+
+    data.add_dynamic_item(crops)
+    data.set_output_keys(["id", "view1", "view2"])
+    return data
+
+
+def utterance_dataset(csv_path, data_folder, sample_rate):
+    """DynamicItemDataset yielding ``id`` and the full segment ``sig``."""
+    data = sb.dataio.dataset.DynamicItemDataset.from_csv(
+        csv_path=csv_path, replacements={"data_root": data_folder}
+    )
+
+    @sb.utils.data_pipeline.takes("wav", "start", "stop")
+    @sb.utils.data_pipeline.provides("sig")
+    def read(wav, start, stop):
+        stop = int(stop) if int(stop) > 0 else None
+        return load_audio(wav, sample_rate, start=int(start), stop=stop)
+
+    data.add_dynamic_item(read)
+    data.set_output_keys(["id", "sig"])
+    return data
+
+
+def dataio_prep(hparams):
+    """Train and validation two-view datasets from the recipe's manifests."""
+    datasets = {}
+    for split in ("train", "valid"):
+        csv_path = hparams[f"{split}_annotation"]
+        if csv_path is None:
+            datasets[split] = None
+            continue
+        datasets[split] = two_view_dataset(csv_path, hparams["data_folder"], hparams["two_crops"])
+    return datasets
+
+
+def stack_views(batch):
+    """(2B, T) waveforms of both views and their relative lengths."""
+    v1, v2 = batch.view1, batch.view2
+    return torch.cat([v1.data, v2.data]), torch.cat([v1.lengths, v2.lengths])

@@ -1,0 +1,73 @@
+"""InfoNCE logits, loss and the (K+1)-way accuracy of MoCo.
+
+Convention (moco ``builder.py``): for each query the positive logit is in
+column 0 and the K queue negatives follow, so the target class is always 0.
+"""
+
+import torch
+import torch.nn.functional as F
+
+
+def infonce_logits(q, k, negatives, temperature=0.07):
+    """Build ``(logits, labels)`` for a batch of queries.
+
+    Arguments
+    ---------
+    q : torch.Tensor
+        Queries (B, D), L2-normalised.
+    k : torch.Tensor
+        Positive keys (B, D), L2-normalised, no gradient.
+    negatives : torch.Tensor
+        Queue of keys (K, D), L2-normalised.
+    temperature : float
+        Softmax temperature T.
+
+    Returns
+    -------
+    logits : torch.Tensor
+        (B, 1 + K), positive in column 0, divided by T.
+    labels : torch.Tensor
+        (B,) zeros (long).
+
+    Example
+    -------
+    >>> q = F.normalize(torch.randn(3, 4), dim=1)
+    >>> logits, labels = infonce_logits(q, q, F.normalize(torch.randn(5, 4), dim=1), 0.1)
+    >>> logits.shape, labels.tolist()
+    (torch.Size([3, 6]), [0, 0, 0])
+    >>> torch.allclose(logits[:, 0], torch.full((3,), 10.0))
+    True
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    k = k.detach()
+    negatives = negatives.detach().to(q.dtype)
+    pos = (q * k.to(q.dtype)).sum(dim=1, keepdim=True)
+    neg = q @ negatives.t()
+    logits = torch.cat([pos, neg], dim=1) / temperature
+    labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+    return logits, labels
+
+
+def infonce_loss(logits, labels):
+    """Cross entropy over the (K+1) classes, computed in float32.
+
+    Example
+    -------
+    >>> logits = torch.tensor([[10.0, 0.0, 0.0]])
+    >>> round(float(infonce_loss(logits, torch.zeros(1, dtype=torch.long))), 4)
+    0.0001
+    """
+    return F.cross_entropy(logits.float(), labels)
+
+
+def topk_accuracy(logits, labels, k=1):
+    """Fraction of rows whose label is among the ``k`` largest logits.
+
+    Example
+    -------
+    >>> topk_accuracy(torch.tensor([[2.0, 1.0], [0.0, 3.0]]), torch.zeros(2, dtype=torch.long))
+    0.5
+    """
+    top = logits.topk(min(k, logits.shape[1]), dim=1).indices
+    return float((top == labels.unsqueeze(1)).any(dim=1).float().mean())

@@ -1,0 +1,158 @@
+"""Shared recipe logic: the MoCo training job and the verification job.
+
+Every recipe's ``train_moco.py`` / ``verify.py`` calls these, so no recipe
+copies code. The flow follows SpeechBrain's recipes: parse arguments -> DDP
+init -> hyperparameters -> data prep on the main process -> datasets ->
+experiment directory -> Brain -> fit -> evaluate.
+"""
+
+import os
+import sys
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.logger import get_logger
+
+from speechbrain_moco.brain import MoCoBrain
+from speechbrain_moco.dataio import dataio_prep
+from speechbrain_moco.encoder import embed
+from speechbrain_moco.evaluation import evaluate_trials, resolve_trials
+from speechbrain_moco.scoring import stats_embedding
+
+logger = get_logger(__name__)
+
+
+def load_hparams(argv):
+    """Parse a recipe command line and load its yaml (DDP group included)."""
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    sb.utils.distributed.ddp_init_group(run_opts)
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    return hparams_file, run_opts, overrides, hparams
+
+
+def ensure_corpus(hparams):
+    """Generate (once) the embedded synthetic corpus and return its folder."""
+    from data_prep.synthetic_corpus import generate_corpus
+
+    folder = hparams["embedded_corpus_folder"]
+    run_on_main(generate_corpus, kwargs={"out_folder": folder, "seed": hparams["corpus_seed"]})
+    logger.info("no --data_folder given: using the embedded synthetic corpus in %s", folder)
+    return folder
+
+
+def brain_embed_fn(brain):
+    """Embedding function of a trained Brain's query encoder (eval mode)."""
+    brain.modules.eval()
+    return brain.encode
+
+
+def stats_embed_fn(compute_features, mean_var_norm):
+    """Fbank mean+std statistics: the no-training baseline."""
+
+    def fn(wavs, lens):
+        feats = mean_var_norm(compute_features(wavs), lens)
+        return stats_embedding(feats, lens)
+
+    return fn
+
+
+def run_moco(argv=None):
+    """``python train_moco.py hparams/moco.yaml [--data_folder=ROOT] ...``."""
+    argv = sys.argv[1:] if argv is None else argv
+    hparams_file, run_opts, overrides, hparams = load_hparams(argv)
+    if hparams["data_folder"] is None:
+        hparams["data_folder"] = ensure_corpus(hparams)
+        if hparams["verification_file"] is None:
+            hparams["verification_file"] = "trials.txt"  # held-out speakers of the corpus
+    elif not os.path.isdir(hparams["data_folder"]):
+        raise FileNotFoundError(f"data_folder does not exist: {hparams['data_folder']}")
+    trials = resolve_trials(hparams["data_folder"], hparams["verification_file"])
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    run_on_main(
+        hparams["prepare_data"],
+        kwargs={"data_folder": hparams["data_folder"], "save_folder": hparams["manifest_folder"],
+                "verification_file": trials},
+    )
+    datasets = dataio_prep(hparams)
+    brain = MoCoBrain(
+        modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
+        run_opts=run_opts, checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        brain.hparams.epoch_counter, datasets["train"], datasets["valid"],
+        train_loader_kwargs=hparams["train_dataloader_options"],
+        valid_loader_kwargs=hparams["valid_dataloader_options"],
+    )
+    if trials is None or not if_main_process():
+        return brain, None, None
+    eval_dir = os.path.join(hparams["output_folder"], "eval")
+    metrics = evaluate_trials(trials, hparams["data_folder"], brain_embed_fn(brain),
+                              eval_dir, brain.device, hparams["eval_batch_size"],
+                              hparams["sample_rate"])
+    baseline = evaluate_trials(trials, hparams["data_folder"],
+                               stats_embed_fn(brain.modules.compute_features, brain.modules.mean_var_norm),
+                               os.path.join(eval_dir, "fbank_stats_baseline"), brain.device,
+                               hparams["eval_batch_size"], hparams["sample_rate"])
+    return brain, metrics, baseline
+
+
+def load_trained_encoder(pretrain_path, run_opts):
+    """Rebuild a training run's features and query encoder from its folder.
+
+    Reads ``<pretrain_path>/hyperparams.yaml`` (written by the training job)
+    and loads ``embedding_model`` from the latest checkpoint in ``save/``.
+    """
+    hp_path = os.path.join(pretrain_path, "hyperparams.yaml")
+    if not os.path.isfile(hp_path):
+        raise FileNotFoundError(f"{hp_path} not found: is {pretrain_path} a training --output_folder?")
+    with open(hp_path, encoding="utf-8") as fin:
+        train_hp = load_hyperpyyaml(fin, {"output_folder": pretrain_path, "data_folder": None,
+                                          "noise_annotation": None, "rir_annotation": None})
+    encoder = train_hp["embedding_model"]
+    ckpt = sb.utils.checkpoints.Checkpointer(
+        os.path.join(pretrain_path, "save"), recoverables={"embedding_model": encoder}
+    )
+    if ckpt.recover_if_possible() is None:
+        raise FileNotFoundError(f"no checkpoint found in {pretrain_path}/save")
+    device = run_opts.get("device", "cpu")
+    feats, norm = train_hp["compute_features"].to(device), train_hp["mean_var_norm"].to(device)
+    encoder = encoder.to(device).eval()
+
+    def fn(wavs, lens):
+        return embed(encoder, norm(feats(wavs), lens), lens)
+
+    return fn, train_hp
+
+
+def run_verify(argv=None):
+    """``python verify.py hparams/verification_cosine.yaml --data_folder=ROOT
+    --verification_file=TRIALS --pretrain_path=OUT --output_folder=EVAL``."""
+    argv = sys.argv[1:] if argv is None else argv
+    _, run_opts, _, hparams = load_hparams(argv)
+    for key in ("data_folder", "pretrain_path"):
+        if hparams[key] is None:
+            raise ValueError(f"--{key} is required")
+    trials = resolve_trials(hparams["data_folder"], hparams["verification_file"])
+    if trials is None:
+        raise FileNotFoundError("no trial list: give --verification_file")
+    embed_fn, train_hp = load_trained_encoder(hparams["pretrain_path"], run_opts)
+    metrics = evaluate_trials(trials, hparams["data_folder"], embed_fn, hparams["output_folder"],
+                              run_opts.get("device", "cpu"), hparams["batch_size"],
+                              train_hp["sample_rate"])
+    metrics["output"] = os.path.join(hparams["output_folder"], "metrics.json")
+    return metrics
+
+
+def summary(metrics, baseline=None):
+    """One line for the console: EER, minDCF and, if given, the baseline."""
+    line = (f"EER: {metrics['EER']:.2f}% | minDCF(p=0.01): {metrics['minDCF_p0.01']:.4f} | "
+            f"minDCF(p=0.05): {metrics['minDCF_p0.05']:.4f} | {metrics['n_trials']} trials")
+    if baseline is not None:
+        line += f" | Fbank mean/std cosine baseline EER: {baseline['EER']:.2f}%"
+    return line

@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny corpora generated under tmp paths, never committed."""
+
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+SHARED_DATA = os.environ.get(
+    "SBMOCO_SHARED_DATA",
+    os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"),
+)
+
+
+def write_tone_corpus(root, n_speakers=4, n_utts=4, seconds=1.0, sample_rate=16000, seed=0):
+    """Folder-per-speaker corpus of noisy tones (speaker = base frequency)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    for s in range(n_speakers):
+        os.makedirs(os.path.join(root, f"spk{s}"), exist_ok=True)
+        for u in range(n_utts):
+            f0 = 120 + 40 * s
+            x = 0.3 * np.sin(2 * np.pi * f0 * t * (1 + 0.02 * rng.standard_normal()))
+            x += 0.05 * rng.standard_normal(t.size)
+            sf.write(os.path.join(root, f"spk{s}", f"u{u}.wav"), x.astype(np.float32), sample_rate)
+    with open(os.path.join(root, "trials.txt"), "w") as f:
+        f.write(f"1 spk{n_speakers - 1}/u0.wav spk{n_speakers - 1}/u1.wav\n")
+        f.write(f"0 spk{n_speakers - 1}/u0.wav spk{n_speakers - 2}/u1.wav\n")
+        f.write(f"1 spk{n_speakers - 2}/u2.wav spk{n_speakers - 2}/u3.wav\n")
+        f.write(f"0 spk{n_speakers - 2}/u2.wav spk{n_speakers - 1}/u3.wav\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tone_corpus(tmp_path_factory):
+    """A 6-speaker x 6-utterance corpus of 1 s tones with a 4-line trial list."""
+    return write_tone_corpus(str(tmp_path_factory.mktemp("tones")), n_speakers=6, n_utts=6)
+
+
+@pytest.fixture(scope="session")
+def shared_speech():
+    """Path of ../shared/data/speechocean762_dev; skips when absent."""
+    path = os.path.join(SHARED_DATA, "speechocean762_dev")
+    if not os.path.isfile(os.path.join(path, "trials.txt")):
+        pytest.skip(f"shared speech corpus not found at {path}")
+    return os.path.abspath(path)

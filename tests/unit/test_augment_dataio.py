@@ -1,0 +1,120 @@
+"""Augmentation and two-crop pipeline: shapes, values, determinism, short files."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from speechbrain_moco.audio import AudioError, load_audio
+from speechbrain_moco.augment import AddNoiseBank, AddReverbFFT, RandomAugment, _rms, synthetic_rirs
+from speechbrain_moco.dataio import TwoCrops, two_view_dataset
+
+
+def test_noise_bank_reads_folder_and_hits_requested_snr(tmp_path):
+    noise = np.random.default_rng(0).standard_normal(4000).astype(np.float32) * 0.1
+    sf.write(tmp_path / "n.wav", noise, 16000)
+    aug = AddNoiseBank(folder=str(tmp_path), snr_low=5, snr_high=5)
+    x = torch.sin(torch.arange(12000.0) / 3).repeat(3, 1)
+    y = aug(x, torch.ones(3))
+    assert y.shape == x.shape
+    snr = 20 * torch.log10(_rms(x) / _rms(y - x))
+    assert torch.allclose(snr, torch.full_like(snr, 5.0), atol=0.05)
+    # the noise comes from the file (tiled), not white noise
+    residual = (y - x)[0, :4000]
+    ref = torch.from_numpy(sf.read(tmp_path / "n.wav", dtype="float32")[0])
+    shifts = torch.stack([torch.roll(ref, -j) for j in range(4000)])
+    corr = (shifts @ residual) / (shifts.norm(dim=1) * residual.norm())
+    assert float(corr.max()) > 0.999
+
+
+def test_noise_bank_resamples_declared_files(tmp_path):
+    sf.write(tmp_path / "n8k.wav", np.ones(800, dtype=np.float32) * 0.1, 8000)
+    aug = AddNoiseBank(folder=str(tmp_path))
+    aug._load()
+    assert aug.bank[0].numel() == 1600  # resampled to 16 kHz
+
+
+def test_reverb_fft_matches_direct_convolution_on_delta_rir():
+    rev = AddReverbFFT(n_synthetic=1, max_rir_seconds=0.05)
+    rev._load()
+    rev.rirs = torch.zeros_like(rev.rirs)
+    rev.rirs[0, 3] = 1.0
+    rev.peaks[0] = 3
+    x = torch.randn(2, 500)
+    assert torch.allclose(rev(x), x, atol=1e-5)  # delta at the peak: identity
+
+
+def test_reverb_fft_equals_time_domain_convolution():
+    torch.manual_seed(0)
+    rir = synthetic_rirs(1, 16000, 0.02)[0]
+    rev = AddReverbFFT(n_synthetic=1, max_rir_seconds=0.02)
+    rev._load()
+    rev.rirs, rev.peaks = rir.unsqueeze(0), torch.zeros(1, dtype=torch.long)
+    x = torch.randn(1, 400)
+    y = rev(x)
+    full = torch.nn.functional.conv1d(x.view(1, 1, -1), rir.flip(0).view(1, 1, -1),
+                                      padding=rir.numel() - 1).view(-1)[:400]
+    full = full * _rms(x) / _rms(full.view(1, -1))
+    assert torch.allclose(y.view(-1), full.view(-1), atol=1e-4)
+
+
+def test_random_augment_probabilities_and_independence():
+    torch.manual_seed(0)
+    x = torch.zeros(200, 100)
+    aug = RandomAugment([AddNoiseBank(None, snr_low=0, snr_high=0)], [0.5])
+    y = aug(x + 1.0, torch.ones(200))
+    changed = ((y - 1.0).abs().sum(1) > 0).float().mean()
+    assert 0.35 < float(changed) < 0.65
+    assert torch.equal(RandomAugment([AddNoiseBank(None)], [0.0])(x, torch.ones(200)), x)
+    with pytest.raises(ValueError):
+        RandomAugment([AddNoiseBank(None)], [0.1, 0.2])
+
+
+def test_two_crops_deterministic_per_epoch_and_in_range(tmp_path):
+    wav = np.arange(16000, dtype=np.float32) / 16000
+    sf.write(tmp_path / "a.wav", wav, 16000, subtype="FLOAT")
+    crops = TwoCrops(0.25, 16000, seed=3)
+    v1, v2 = crops(str(tmp_path / "a.wav"), 0, 16000, "a")
+    assert v1.shape == v2.shape == (4000,)
+    # each crop is a contiguous slice of the file
+    for v in (v1, v2):
+        start = int(round(float(v[0]) * 16000))
+        assert torch.allclose(v, torch.from_numpy(wav[start:start + 4000]))
+    again = TwoCrops(0.25, 16000, seed=3)(str(tmp_path / "a.wav"), 0, 16000, "a")
+    assert torch.equal(again[0], v1) and torch.equal(again[1], v2)
+    crops.set_epoch(1)
+    assert crops.offsets("a", 16000) != TwoCrops(0.25, 16000, 3).offsets("a", 16000)
+
+
+def test_two_crops_wrap_short_utterances(tmp_path):
+    wav = np.linspace(-0.5, 0.5, 1000, dtype=np.float32)
+    sf.write(tmp_path / "s.wav", wav, 16000, subtype="FLOAT")
+    v1, v2 = TwoCrops(0.25, 16000, seed=0)(str(tmp_path / "s.wav"), 0, 1000, "s")
+    assert v1.shape == (4000,) and v2.shape == (4000,)
+    # wrapped: every sample is one of the file's samples, in cyclic order
+    diffs = torch.diff(v1)
+    assert int((diffs < 0).sum()) >= 3  # wrapped at least three times
+
+
+def test_two_view_dataset_rows_align(tmp_path):
+    for i in range(2):
+        sf.write(tmp_path / f"u{i}.wav", np.full(8000, i + 1, dtype=np.float32) / 4, 16000)
+    csv = tmp_path / "m.csv"
+    csv.write_text("ID,duration,wav,start,stop,spk_id\n"
+                   "u0,0.5,$data_root/u0.wav,0,8000,s0\nu1,0.5,$data_root/u1.wav,0,8000,s1\n")
+    data = two_view_dataset(str(csv), str(tmp_path), TwoCrops(0.1, 16000))
+    for i in range(2):
+        item = data[i]
+        assert item["id"] == f"u{i}"
+        assert torch.allclose(item["view1"], torch.full((1600,), (i + 1) / 4))
+        assert torch.allclose(item["view2"], torch.full((1600,), (i + 1) / 4))
+
+
+def test_load_audio_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio")
+    with pytest.raises(AudioError, match="bad.wav"):
+        load_audio(str(bad), 16000)
+    sf.write(tmp_path / "r8.wav", np.zeros(80, dtype=np.float32), 8000)
+    with pytest.raises(AudioError, match="8000 Hz"):
+        load_audio(str(tmp_path / "r8.wav"), 16000)
