@@ -113,14 +113,11 @@ def utterance_dataset(csv_path, data_folder, sample_rate):
 
 def dataio_prep(hparams):
     """Train and validation two-view datasets from the recipe's manifests."""
-    datasets = {}
-    for split in ("train", "valid"):
-        csv_path = hparams[f"{split}_annotation"]
-        if csv_path is None:
-            datasets[split] = None
-            continue
-        datasets[split] = two_view_dataset(csv_path, hparams["data_folder"], hparams["two_crops"])
-    return datasets
+    manifests = {"train": hparams["train_annotation"], "valid": hparams["valid_annotation"]}
+    return {
+        split: None if path is None else two_view_dataset(path, hparams["data_folder"], hparams["two_crops"])
+        for split, path in manifests.items()
+    }
 
 
 def stack_views(batch):

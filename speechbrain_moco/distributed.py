@@ -58,7 +58,7 @@ def batch_shuffle(x, lengths=None):
     >>> x = torch.randn(4, 3)
     >>> y, _, idx = batch_shuffle(x)
     >>> torch.equal(x, y), idx is None
-    (True, None)
+    (True, True)
     """
     if world_size() == 1:
         return x, lengths, None

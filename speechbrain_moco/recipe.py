@@ -58,10 +58,11 @@ def stats_embed_fn(compute_features, mean_var_norm):
     return fn
 
 
-def run_moco(argv=None):
-    """``python train_moco.py hparams/moco.yaml [--data_folder=ROOT] ...``."""
-    argv = sys.argv[1:] if argv is None else argv
-    hparams_file, run_opts, overrides, hparams = load_hparams(argv)
+def prepare_experiment(hparams, hparams_file, overrides):
+    """Corpus (embedded if no ``data_folder``), experiment folder and manifests.
+
+    Returns the absolute trial-list path, or None when there is none.
+    """
     if hparams["data_folder"] is None:
         hparams["data_folder"] = ensure_corpus(hparams)
         if hparams["verification_file"] is None:
@@ -79,8 +80,13 @@ def run_moco(argv=None):
         kwargs={"data_folder": hparams["data_folder"], "save_folder": hparams["manifest_folder"],
                 "verification_file": trials},
     )
+    return trials
+
+
+def train(hparams, run_opts, brain_class=MoCoBrain):
+    """Build the Brain from ``hparams`` and fit it on the prepared manifests."""
     datasets = dataio_prep(hparams)
-    brain = MoCoBrain(
+    brain = brain_class(
         modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
         run_opts=run_opts, checkpointer=hparams["checkpointer"],
     )
@@ -89,16 +95,38 @@ def run_moco(argv=None):
         train_loader_kwargs=hparams["train_dataloader_options"],
         valid_loader_kwargs=hparams["valid_dataloader_options"],
     )
+    return brain
+
+
+def evaluate_run(brain, hparams, trials):
+    """Score ``trials`` with the trained encoder and with the Fbank-statistics baseline.
+
+    Writes ``<output_folder>/eval/{scores.txt,metrics.json}`` and the baseline's
+    under ``eval/fbank_stats_baseline/``; returns ``(metrics, baseline)``.
+    """
+    eval_dir = os.path.join(hparams["output_folder"], "eval")
+    common = dict(data_folder=hparams["data_folder"], device=brain.device,
+                  batch_size=hparams["eval_batch_size"], sample_rate=hparams["sample_rate"])
+    metrics = evaluate_trials(trials, embed_fn=brain_embed_fn(brain), out_dir=eval_dir, **common)
+    baseline_fn = stats_embed_fn(brain.modules.compute_features, brain.modules.mean_var_norm)
+    baseline = evaluate_trials(trials, embed_fn=baseline_fn,
+                               out_dir=os.path.join(eval_dir, "fbank_stats_baseline"), **common)
+    return metrics, baseline
+
+
+def run_moco(argv=None):
+    """``python train_moco.py hparams/moco.yaml [--data_folder=ROOT] ...``.
+
+    Returns ``(brain, metrics, baseline)``; the metrics are None without a
+    trial list (and on processes other than the main one).
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    hparams_file, run_opts, overrides, hparams = load_hparams(argv)
+    trials = prepare_experiment(hparams, hparams_file, overrides)
+    brain = train(hparams, run_opts)
     if trials is None or not if_main_process():
         return brain, None, None
-    eval_dir = os.path.join(hparams["output_folder"], "eval")
-    metrics = evaluate_trials(trials, hparams["data_folder"], brain_embed_fn(brain),
-                              eval_dir, brain.device, hparams["eval_batch_size"],
-                              hparams["sample_rate"])
-    baseline = evaluate_trials(trials, hparams["data_folder"],
-                               stats_embed_fn(brain.modules.compute_features, brain.modules.mean_var_norm),
-                               os.path.join(eval_dir, "fbank_stats_baseline"), brain.device,
-                               hparams["eval_batch_size"], hparams["sample_rate"])
+    metrics, baseline = evaluate_run(brain, hparams, trials)
     return brain, metrics, baseline
 
 

@@ -13,15 +13,21 @@ SHARED_DATA = os.environ.get(
 
 
 def write_tone_corpus(root, n_speakers=4, n_utts=4, seconds=1.0, sample_rate=16000, seed=0):
-    """Folder-per-speaker corpus of noisy tones (speaker = base frequency)."""
+    """Folder-per-speaker corpus of noisy tones.
+
+    The speaker sets the frequency range; every utterance has its own exact
+    frequency and harmonic mix, so instances are distinguishable (MoCo's task).
+    """
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     for s in range(n_speakers):
         os.makedirs(os.path.join(root, f"spk{s}"), exist_ok=True)
         for u in range(n_utts):
-            f0 = 120 + 40 * s
-            x = 0.3 * np.sin(2 * np.pi * f0 * t * (1 + 0.02 * rng.standard_normal()))
-            x += 0.05 * rng.standard_normal(t.size)
+            f0 = (120 + 60 * s) * (1 + 0.15 * rng.uniform(-1, 1))
+            x = 0.3 * np.sin(2 * np.pi * f0 * t)
+            x += rng.uniform(0, 0.3) * np.sin(2 * np.pi * 2 * f0 * t + rng.uniform(0, 6))
+            x += rng.uniform(0, 0.2) * np.sin(2 * np.pi * 3 * f0 * t + rng.uniform(0, 6))
+            x += 0.02 * rng.standard_normal(t.size)
             sf.write(os.path.join(root, f"spk{s}", f"u{u}.wav"), x.astype(np.float32), sample_rate)
     with open(os.path.join(root, "trials.txt"), "w") as f:
         f.write(f"1 spk{n_speakers - 1}/u0.wav spk{n_speakers - 1}/u1.wav\n")

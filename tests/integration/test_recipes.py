@@ -1,0 +1,92 @@
+"""Recipe tests: run the command lines on tiny data and check the files they write."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+TINY = ["--channels=16", "--emb_dim=16", "--n_mels=24", "--batch_size=4", "--queue_size=8",
+        "--crop_seconds=0.5", "--num_workers=0", "--number_of_epochs=1", "--device=cpu"]
+
+
+def run(args, timeout=600):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable] + args, cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def check_metrics(path, n_trials):
+    metrics = json.load(open(path))
+    for key in ("EER", "minDCF_p0.01", "minDCF_p0.05", "n_trials"):
+        assert key in metrics
+    assert metrics["n_trials"] == n_trials
+    assert 0.0 <= metrics["EER"] <= 100.0
+    return metrics
+
+
+@pytest.mark.parametrize("recipe", ["recipes/Folder/MoCo", "recipes/VoxCeleb/MoCo"])
+def test_train_then_verify_commands(recipe, tone_corpus, tmp_path):
+    out, ev = tmp_path / "out", tmp_path / "eval"
+    stdout = run([f"{recipe}/train_moco.py", f"{recipe}/hparams/moco.yaml",
+                  f"--data_folder={tone_corpus}", "--verification_file=trials.txt",
+                  f"--output_folder={out}"] + TINY)
+    assert "EER:" in stdout and "baseline EER" in stdout
+    for name in ("train_log.txt", "hyperparams.yaml", "history.jsonl", "eval/scores.txt",
+                 "eval/metrics.json", "eval/fbank_stats_baseline/metrics.json", "manifests/train.csv"):
+        assert (out / name).is_file(), name
+    train_rows = (out / "manifests" / "train.csv").read_text().splitlines()[1:]
+    assert train_rows and not any(r.split(",")[-1] in ("spk4", "spk5") for r in train_rows)
+    check_metrics(out / "eval" / "metrics.json", 4)
+    stdout = run([f"{recipe}/verify.py", f"{recipe}/hparams/verification_cosine.yaml",
+                  f"--data_folder={tone_corpus}", "--verification_file=trials.txt",
+                  f"--pretrain_path={out}", f"--output_folder={ev}", "--device=cpu"])
+    verify_metrics = check_metrics(ev / "metrics.json", 4)
+    # the same encoder on the same trials gives the same scores as the training job's evaluation
+    assert (ev / "scores.txt").read_text() == (out / "eval" / "scores.txt").read_text()
+    assert verify_metrics["EER"] == json.load(open(out / "eval" / "metrics.json"))["EER"]
+    lines = (ev / "scores.txt").read_text().split("\n")
+    assert len(lines[0].split()) == 4 and lines[0].split()[3] in ("0", "1")
+
+
+def test_xvector_yaml_trains(tone_corpus, tmp_path):
+    run(["recipes/VoxCeleb/MoCo/train_moco.py", "recipes/VoxCeleb/MoCo/hparams/moco_xvector.yaml",
+         f"--data_folder={tone_corpus}", f"--output_folder={tmp_path / 'x'}"] + TINY)
+    assert (tmp_path / "x" / "train_log.txt").read_text().count("epoch: 1") == 1
+
+
+def test_template_runs_on_embedded_corpus(tmp_path):
+    stdout = run(["templates/moco_speaker/train.py", "templates/moco_speaker/moco.yaml",
+                  f"--output_folder={tmp_path / 't'}", f"--embedded_corpus_folder={tmp_path / 'corpus'}",
+                  "--number_of_epochs=1", "--channels=16", "--emb_dim=16", "--device=cpu"])
+    assert "EER:" in stdout
+    assert (tmp_path / "corpus" / "trials.txt").is_file()
+    check_metrics(tmp_path / "t" / "eval" / "metrics.json",
+                  len((tmp_path / "corpus" / "trials.txt").read_text().split("\n")) - 1)
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "recipes/Folder/MoCo/train_moco.py",
+                           "recipes/Folder/MoCo/hparams/moco.yaml", f"--data_folder={tmp_path}/nope",
+                           f"--output_folder={tmp_path}/o"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "data_folder does not exist" in proc.stderr
+
+
+def test_shared_speech_corpus_commands(shared_speech, tmp_path):
+    """Both Folder commands on ../shared/data/speechocean762_dev with its trials.txt."""
+    out, ev = tmp_path / "out", tmp_path / "eval"
+    run(["recipes/Folder/MoCo/train_moco.py", "recipes/Folder/MoCo/hparams/moco.yaml",
+         f"--data_folder={shared_speech}", f"--output_folder={out}", "--debug",
+         "--debug_batches=2"] + TINY)
+    run(["recipes/Folder/MoCo/verify.py", "recipes/Folder/MoCo/hparams/verification_cosine.yaml",
+         f"--data_folder={shared_speech}", "--verification_file=trials.txt",
+         f"--pretrain_path={out}", f"--output_folder={ev}", "--batch_size=16", "--device=cpu"],
+        timeout=900)
+    metrics = check_metrics(ev / "metrics.json", 4000)
+    assert metrics["n_target"] == 2000
