@@ -34,6 +34,8 @@ class MoCoBrain(sb.core.Brain):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.optimizer_step_limit is not None:  # SpeechBrain 1.1.2 leaves the CLI value a str
+            self.optimizer_step_limit = int(self.optimizer_step_limit)
         make_key_twin(self.modules.embedding_model, self.modules.key_model)
         make_key_twin(self.modules.projector, self.modules.key_projector)
         self.steps_per_epoch = None
