@@ -15,9 +15,9 @@ import inspect
 import torch
 import torch.nn.functional as F
 import torchaudio
+from speechbrain.utils.logger import get_logger
 
 from speechbrain_moco.audio import list_audio_files, load_audio
-from speechbrain.utils.logger import get_logger
 
 logger = get_logger(__name__)
 

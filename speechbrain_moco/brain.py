@@ -15,16 +15,19 @@ import zlib
 
 import speechbrain as sb
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_moco.checkpoint import RNGState
 from speechbrain_moco.dataio import stack_views
 from speechbrain_moco.distributed import all_gather_nograd, batch_shuffle, batch_unshuffle, world_size
 from speechbrain_moco.encoder import embed
 from speechbrain_moco.infonce import infonce_logits, infonce_loss, topk_accuracy
 from speechbrain_moco.momentum import ema_update, make_key_twin, momentum_at
 from speechbrain_moco.schedule import warmup_cosine
+from speechbrain_moco.startup import check_batch, check_crops, check_encoder, is_architecture_mismatch
 
 logger = get_logger(__name__)
 
@@ -39,7 +42,10 @@ class MoCoBrain(sb.core.Brain):
         make_key_twin(self.modules.embedding_model, self.modules.key_model)
         make_key_twin(self.modules.projector, self.modules.key_projector)
         self.steps_per_epoch = None
-        self.history_file = None
+        self.skipped_steps = 0  # non-finite losses skipped, in total
+        self.nonfinite_in_a_row = 0
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("rng", RNGState())
 
     # ------------------------------------------------------------------ forward
     def features(self, wavs, lengths, stage):
@@ -62,7 +68,8 @@ class MoCoBrain(sb.core.Brain):
         if augmenter is None:
             return wavs
         devices = [wavs.device] if wavs.device.type == "cuda" else []
-        seed = zlib.crc32(f"{self.hparams.seed}:{self.step}:{os.environ.get('RANK', 0)}".encode())
+        rank = os.environ.get("RANK", 0)
+        seed = zlib.crc32(f"{self.hparams.seed}:{self.optimizer_step}:{self.step}:{rank}".encode())
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             return augmenter(wavs, lengths)
@@ -131,6 +138,55 @@ class MoCoBrain(sb.core.Brain):
         self.modules.queue.enqueue(all_gather_nograd(outputs["keys"]))
 
     # ------------------------------------------------------------ optimisation
+    def fit_batch(self, batch):
+        """One training step; a non-finite loss skips the step on every rank.
+
+        The skipped step has no side effect (no update, no EMA, no enqueue, and
+        the batch-norm statistics it moved are restored); after
+        ``nonfinite_patience`` non-finite losses in a row the run stops.
+        """
+        should_step = (self.step % self.grad_accumulation_factor) == 0
+        self.on_fit_batch_start(batch, should_step)
+        # batch-norm statistics move during the forward pass: keep them to undo a bad step
+        stats = [(b, b.detach().clone()) for name, m in self.modules.items() if name != "queue"
+                 for b in m.buffers()]
+        with self.no_sync(not should_step):
+            with self.training_ctx:
+                outputs = self.compute_forward(batch, sb.Stage.TRAIN)
+                loss = self.compute_objectives(outputs, batch, sb.Stage.TRAIN)
+            if not self.all_finite(loss):
+                for buffer, saved in stats:
+                    buffer.copy_(saved)
+                self.skip_step(loss)
+                return loss.detach().cpu()
+            self.nonfinite_in_a_row = 0
+            self.scaler.scale(loss / self.grad_accumulation_factor).backward()
+        if should_step:
+            self.optimizers_step()
+        self.on_fit_batch_end(batch, outputs, loss, should_step)
+        return loss.detach().cpu()
+
+    def all_finite(self, loss):
+        """True when the loss is finite on every process."""
+        bad = torch.tensor(0.0 if torch.isfinite(loss.detach()).all() else 1.0, device=self.device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        return float(bad) == 0.0
+
+    def skip_step(self, loss):
+        """Count a non-finite step, drop its gradients, stop if patience is spent."""
+        self.skipped_steps += 1
+        self.nonfinite_in_a_row += 1
+        self.zero_grad(set_to_none=True)
+        logger.warning("non-finite loss (%s) at step %d: step skipped (%d skipped so far)",
+                       float(loss.detach()), self.step, self.skipped_steps)
+        if self.nonfinite_in_a_row > self.nonfinite_patience:
+            raise RuntimeError(
+                f"{self.nonfinite_in_a_row} non-finite losses in a row (nonfinite_patience="
+                f"{self.nonfinite_patience}): stopping. Lower --lr, check the input audio, or "
+                "use --precision=fp32; the last good checkpoint is in the save folder."
+            )
+
     def init_optimizers(self):
         """Give the optimiser the trainable parameters only (no key branch)."""
         params = [p for p in self.modules.parameters() if p.requires_grad]
@@ -142,27 +198,51 @@ class MoCoBrain(sb.core.Brain):
     def fit(self, epoch_counter, train_set, valid_set=None, progressbar=None,
             train_loader_kwargs={}, valid_loader_kwargs={}):
         """Build the loaders, check the set-up, then run SpeechBrain's fit."""
+        batch = train_loader_kwargs.get("batch_size", 1)
         if not isinstance(train_set, torch.utils.data.DataLoader):
-            n_utts = len(train_set)
-            batch = train_loader_kwargs.get("batch_size", 1)
-            if n_utts < batch * world_size():
-                raise ValueError(
-                    f"the training set has {n_utts} utterances, fewer than one global "
-                    f"batch ({batch} x {world_size()} processes): lower --batch_size"
-                )
+            check_crops(train_set, self.hparams.two_crops.crop / self.hparams.two_crops.sample_rate)
+            check_batch(len(train_set), batch, world_size(), self.modules.queue.size)
             train_set = self.make_dataloader(
                 train_set, stage=sb.Stage.TRAIN, **train_loader_kwargs
             )
         self.steps_per_epoch = len(train_set)
         self.valid_expected = valid_set is not None
-        global_batch = train_loader_kwargs.get("batch_size", train_set.batch_size or 1) * world_size()
-        if self.modules.queue.size < global_batch:
-            raise ValueError(
-                f"queue_size={self.modules.queue.size} is smaller than the global batch "
-                f"({global_batch}): every step would overwrite the whole queue"
-            )
         super().fit(epoch_counter, train_set, valid_set, progressbar,
                     train_loader_kwargs, valid_loader_kwargs)
+
+    def _wrap_distributed(self):
+        """DDP-wrap the trainable modules, keeping per-process batch norm.
+
+        SpeechBrain converts every trainable module to SyncBatchNorm under DDP.
+        MoCo instead keeps per-process BN (as the authors) and decorrelates the
+        key branch with shuffle-BN; ``sync_batchnorm: True`` restores
+        SpeechBrain's behaviour (CUDA only).
+        """
+        if not self.distributed_launch:
+            return super()._wrap_distributed()
+        sync = getattr(self.hparams, "sync_batchnorm", False) and self.device_type == "cuda"
+        for name, module in self.modules.items():
+            if any(p.requires_grad for p in module.parameters()):
+                if sync:
+                    module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+                ids = None if self.device_type == "cpu" else [self.device]
+                self.modules[name] = torch.nn.parallel.DistributedDataParallel(
+                    module, device_ids=ids, find_unused_parameters=self.find_unused_parameters
+                )
+
+    def on_fit_start(self):
+        """Check the encoder contract, then resume with a clear architecture error."""
+        check_encoder(lambda w, n: self.features(w, n, sb.Stage.TEST), self.modules.embedding_model,
+                      self.modules.queue.dim, self.hparams.sample_rate, self.device)
+        try:
+            super().on_fit_start()
+        except RuntimeError as err:
+            if not is_architecture_mismatch(err):
+                raise
+            raise ValueError(
+                f"the checkpoint in {self.checkpointer.checkpoints_dir} was written by another "
+                f"architecture than this yaml builds; use another --output_folder ({str(err)[:300]})"
+            ) from err
 
     # ------------------------------------------------------------------ stages
     def on_stage_start(self, stage, epoch=None):
@@ -176,6 +256,11 @@ class MoCoBrain(sb.core.Brain):
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Log loss, accuracy, lr and momentum; checkpoint after each epoch."""
         stats = {"loss": stage_loss, "acc": self.acc_sum / max(self.acc_count, 1)}
+        if stage == sb.Stage.TEST:  # evaluate(): report only, no checkpoint
+            self.hparams.train_logger.log_stats(
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
+            )
+            return
         if stage == sb.Stage.TRAIN:
             self.train_stats = stats
             if getattr(self, "valid_expected", False):

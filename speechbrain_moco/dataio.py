@@ -66,7 +66,8 @@ class TwoCrops:
         views = []
         if n >= self.crop:
             for off in self.offsets(uid, n):
-                views.append(load_audio(path, self.sample_rate, start=start + off, stop=start + off + self.crop))
+                stop_at = start + off + self.crop
+                views.append(load_audio(path, self.sample_rate, start=start + off, stop=stop_at))
         else:
             wav = load_audio(path, self.sample_rate, start=start, stop=stop)
             reps = self.crop // wav.numel() + 2

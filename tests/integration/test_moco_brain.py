@@ -1,5 +1,6 @@
 """A tiny real MoCoBrain built from the Folder recipe's yaml: invariants and resume."""
 
+import math
 import os
 
 import pytest
@@ -11,7 +12,8 @@ from data_prep.folder_prepare import prepare_folder
 from speechbrain_moco.brain import MoCoBrain
 from speechbrain_moco.dataio import dataio_prep
 
-YAML = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "Folder", "MoCo", "hparams", "moco.yaml")
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+YAML = os.path.join(ROOT, "recipes", "Folder", "MoCo", "hparams", "moco.yaml")
 
 
 class RecordingBrain(MoCoBrain):
@@ -22,7 +24,7 @@ class RecordingBrain(MoCoBrain):
         self.losses = getattr(self, "losses", []) + [float(loss.detach())]
 
 
-def build(corpus, out, **overrides):
+def build(corpus, out, brain_class=None, run_opts=None, **overrides):
     opts = {"data_folder": corpus, "output_folder": str(out), "channels": 16, "emb_dim": 16,
             "n_mels": 24, "batch_size": 4, "queue_size": 12, "crop_seconds": 0.5,
             "num_workers": 0, "number_of_epochs": 2, "valid_ratio": 0.1, "seed": 7}
@@ -32,8 +34,9 @@ def build(corpus, out, **overrides):
     prepare_folder(corpus, hp["manifest_folder"], verification_file=None,
                    valid_ratio=hp["valid_ratio"], seed=hp["seed"])
     data = dataio_prep(hp)
-    brain = RecordingBrain(modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp,
-                           run_opts={"device": "cpu"}, checkpointer=hp["checkpointer"])
+    brain = (brain_class or RecordingBrain)(
+        modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp,
+        run_opts=dict({"device": "cpu"}, **(run_opts or {})), checkpointer=hp["checkpointer"])
     return brain, hp, data
 
 
@@ -70,6 +73,9 @@ def test_validation_pass_leaves_queue_and_key_branch_untouched(tone_corpus, tmp_
         assert torch.equal(value, queue[name])
     for name, value in brain.modules.key_model.state_dict().items():
         assert torch.equal(value, key[name])
+    # evaluate() reports; it neither checkpoints nor moves the step counters
+    assert len(brain.checkpointer.list_checkpoints()) == 1
+    assert "test loss" in open(hp["train_log"]).read()
 
 
 def test_training_steps_enqueue_keys_and_loss_falls(tone_corpus, tmp_path):
@@ -119,4 +125,81 @@ def test_start_up_errors(tone_corpus, tmp_path):
         fit(brain, hp, data)
     brain, hp, data = build(tone_corpus, tmp_path / "e2", batch_size=64, queue_size=128)
     with pytest.raises(ValueError, match="fewer than one global batch"):
+        fit(brain, hp, data)
+
+
+class NaNBrain(RecordingBrain):
+    """Returns a NaN loss at the steps listed in ``nan_steps`` (all when None)."""
+
+    nan_steps = {2}
+
+    def compute_objectives(self, outputs, batch, stage):
+        loss = super().compute_objectives(outputs, batch, stage)
+        if stage == sb.Stage.TRAIN and (self.nan_steps is None or self.step in self.nan_steps):
+            return loss * float("nan")
+        return loss
+
+    def fit_batch(self, batch):
+        before = (int(self.modules.queue.ptr),
+                  {k: v.clone() for k, v in self.modules.embedding_model.state_dict().items()},
+                  {k: v.clone() for k, v in self.modules.key_model.state_dict().items()})
+        loss = super().fit_batch(batch)
+        self.snapshots = getattr(self, "snapshots", []) + [(self.step, before)]
+        return loss
+
+
+def test_nan_loss_skips_the_step_without_side_effects(tone_corpus, tmp_path):
+    brain, hp, data = build(tone_corpus, tmp_path / "n", brain_class=NaNBrain, number_of_epochs=1)
+    fit(brain, hp, data)
+    assert brain.skipped_steps == 1
+    step, (ptr, query, key) = brain.snapshots[1]
+    assert step == 2
+    after_ptr, after_query, after_key = brain.snapshots[2][1]  # state before step 3 = after step 2
+    assert after_ptr == ptr
+    assert all(torch.equal(after_query[k], v) for k, v in query.items())
+    assert all(torch.equal(after_key[k], v) for k, v in key.items())
+    assert int(brain.modules.queue.ptr) == ((len(brain.snapshots) - 1) * 4) % 12
+
+
+def test_nan_patience_stops_with_a_clear_message(tone_corpus, tmp_path):
+    NaNBrain.nan_steps = None
+    try:
+        brain, hp, data = build(tone_corpus, tmp_path / "p", brain_class=NaNBrain,
+                                run_opts={"nonfinite_patience": 2}, number_of_epochs=1)
+        with pytest.raises(RuntimeError, match="3 non-finite losses in a row"):
+            fit(brain, hp, data)
+        assert brain.skipped_steps == 3
+    finally:
+        NaNBrain.nan_steps = {2}
+
+
+def test_bf16_training_keeps_the_queue_in_float32(tone_corpus, tmp_path):
+    brain, hp, data = build(tone_corpus, tmp_path / "b", run_opts={"precision": "bf16"},
+                            number_of_epochs=1)
+    fit(brain, hp, data)
+    assert brain.modules.queue.keys.dtype == torch.float32
+    assert all(math.isfinite(v) for v in brain.losses)
+    assert int(brain.modules.queue.filled) == 12
+
+
+def test_checkpoint_of_another_architecture_is_refused(tone_corpus, tmp_path):
+    brain, hp, data = build(tone_corpus, tmp_path / "arch", number_of_epochs=1)
+    fit(brain, hp, data)
+    other, hp2, data2 = build(tone_corpus, tmp_path / "arch", number_of_epochs=2, channels=24)
+    with pytest.raises(ValueError, match="another architecture"):
+        fit(other, hp2, data2)
+
+
+def test_crop_longer_than_every_utterance_is_refused(tone_corpus, tmp_path):
+    brain, hp, data = build(tone_corpus, tmp_path / "crop", crop_seconds=3.0)
+    with pytest.raises(ValueError, match="longer than every training utterance"):
+        fit(brain, hp, data)
+
+
+def test_encoder_with_a_bad_output_is_refused(tone_corpus, tmp_path):
+    brain, hp, data = build(tone_corpus, tmp_path / "enc", number_of_epochs=1)
+    inner = brain.modules.embedding_model
+    brain.modules.embedding_model = torch.nn.Module()
+    brain.modules.embedding_model.forward = lambda x, lens=None: (inner(x, lens),)
+    with pytest.raises(TypeError, match="got tuple"):
         fit(brain, hp, data)

@@ -5,7 +5,8 @@ Run (single GPU, then multi-GPU)::
 
     python recipes/VoxCeleb/MoCo/train_moco.py recipes/VoxCeleb/MoCo/hparams/moco.yaml \
         --data_folder=/data/voxceleb/wav --verification_file=/data/voxceleb/veri_test2.txt
-    torchrun --nproc_per_node=4 recipes/VoxCeleb/MoCo/train_moco.py recipes/VoxCeleb/MoCo/hparams/moco.yaml ...
+    torchrun --nproc_per_node=4 recipes/VoxCeleb/MoCo/train_moco.py \
+        recipes/VoxCeleb/MoCo/hparams/moco.yaml ...
 
 ``hparams/moco_xvector.yaml`` trains the authors' x-vector TDNN instead of ECAPA.
 Until a dedicated VoxCeleb prep lands, the folder prep reads ``<wav>/idXXXXX/<video>/NNNNN.wav``

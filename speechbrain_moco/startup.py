@@ -1,0 +1,44 @@
+"""Start-up checks that turn misconfigurations into clear errors before training."""
+
+import torch
+
+from speechbrain_moco.encoder import check_embedding
+
+
+@torch.no_grad()
+def check_encoder(features, encoder, queue_dim, sample_rate, device):
+    """Run the encoder on 1 s of silence; check its output contract and size."""
+    was_training = encoder.training
+    encoder.eval()
+    wavs = torch.zeros(2, sample_rate, device=device)
+    lens = torch.ones(2, device=device)
+    out = encoder(features(wavs, lens), lens)
+    encoder.train(was_training)
+    dim = check_embedding(out, 2).shape[1]
+    if dim != queue_dim:
+        raise ValueError(f"the encoder gives {dim}-d embeddings but the queue holds "
+                         f"{queue_dim}-d keys: set emb_dim consistently")
+
+
+def check_crops(dataset, crop_seconds):
+    """Refuse a crop longer than every utterance of the manifest."""
+    longest = max(float(row["duration"]) for row in dataset.data.values())
+    if longest < crop_seconds:
+        raise ValueError(f"crop_seconds={crop_seconds} is longer than every training utterance "
+                         f"(longest {longest:.2f} s): lower --crop_seconds")
+
+
+def check_batch(n_utts, batch_size, world, queue_size):
+    """Refuse a training set smaller than one global batch, or a queue smaller than it."""
+    if n_utts < batch_size * world:
+        raise ValueError(f"the training set has {n_utts} utterances, fewer than one global "
+                         f"batch ({batch_size} x {world} processes): lower --batch_size")
+    if queue_size < batch_size * world:
+        raise ValueError(f"queue_size={queue_size} is smaller than the global batch "
+                         f"({batch_size} x {world}): every step would overwrite the whole queue")
+
+
+def is_architecture_mismatch(err):
+    """True for the errors ``load_state_dict`` raises on another architecture."""
+    text = str(err)
+    return any(k in text for k in ("size mismatch", "Missing key", "Unexpected key"))
