@@ -9,6 +9,7 @@ Modules expected in ``modules``: ``compute_features``, ``mean_var_norm``,
 ``embedding_model``, ``projector``, ``key_model``, ``key_projector``, ``queue``.
 """
 
+import collections
 import json
 import os
 import zlib
@@ -21,7 +22,7 @@ from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_moco.checkpoint import RNGState
-from speechbrain_moco.dataio import stack_views
+from speechbrain_moco.dataio import manifest_durations, stack_views
 from speechbrain_moco.distributed import all_gather_nograd, batch_shuffle, batch_unshuffle, world_size
 from speechbrain_moco.encoder import embed
 from speechbrain_moco.infonce import infonce_logits, infonce_loss, topk_accuracy
@@ -136,6 +137,8 @@ class MoCoBrain(sb.core.Brain):
             ema_update(self.modules.key_model, self.modules.embedding_model, m)
             ema_update(self.modules.key_projector, self.modules.projector, m)
         self.modules.queue.enqueue(all_gather_nograd(outputs["keys"]))
+        if hasattr(batch, "source"):
+            self.source_counts.update(batch.source)
 
     # ------------------------------------------------------------ optimisation
     def fit_batch(self, batch):
@@ -199,14 +202,19 @@ class MoCoBrain(sb.core.Brain):
             train_loader_kwargs={}, valid_loader_kwargs={}):
         """Build the loaders, check the set-up, then run SpeechBrain's fit."""
         batch = train_loader_kwargs.get("batch_size", 1)
+        # wrapped / concatenated datasets lose SpeechBrain's automatic PaddedBatch
+        train_loader_kwargs = dict(train_loader_kwargs, collate_fn=train_loader_kwargs.get(
+            "collate_fn", sb.dataio.batch.PaddedBatch))
         if not isinstance(train_set, torch.utils.data.DataLoader):
-            check_crops(train_set, self.hparams.two_crops.crop / self.hparams.two_crops.sample_rate)
+            check_crops(manifest_durations(train_set),
+                        self.hparams.two_crops.crop / self.hparams.two_crops.sample_rate)
             check_batch(len(train_set), batch, world_size(), self.modules.queue.size)
             train_set = self.make_dataloader(
                 train_set, stage=sb.Stage.TRAIN, **train_loader_kwargs
             )
         self.steps_per_epoch = len(train_set)
         self.valid_expected = valid_set is not None
+        self.source_sampler = train_loader_kwargs.get("sampler")
         super().fit(epoch_counter, train_set, valid_set, progressbar,
                     train_loader_kwargs, valid_loader_kwargs)
 
@@ -250,6 +258,10 @@ class MoCoBrain(sb.core.Brain):
         self.acc_sum, self.acc_count = 0.0, 0
         if stage == sb.Stage.TRAIN:
             self.hparams.two_crops.set_epoch(epoch)
+            self.source_counts = collections.Counter()
+            sampler = getattr(self, "source_sampler", None)
+            if sampler is not None and self.train_sampler is None:  # SpeechBrain sets the others
+                sampler.set_epoch(epoch)
         else:
             self.hparams.two_crops.set_epoch(-1)  # same validation crops every epoch
 
@@ -270,7 +282,10 @@ class MoCoBrain(sb.core.Brain):
             "lr": self.optimizer.param_groups[0]["lr"],
             "momentum": self.current_momentum(),
             "queue_filled": int(self.modules.queue.filled),
+            "skipped_audio": skipped_audio(self.hparams.output_folder),
         }
+        if self.source_counts:  # crops drawn from each source this epoch (this process)
+            epoch_stats.update({f"crops_{k}": v for k, v in sorted(self.source_counts.items())})
         valid_stats = stats if stage == sb.Stage.VALID else None
         self.hparams.train_logger.log_stats(
             stats_meta=epoch_stats, train_stats=self.train_stats, valid_stats=valid_stats
@@ -291,3 +306,12 @@ class MoCoBrain(sb.core.Brain):
         path = os.path.join(self.hparams.output_folder, "history.jsonl")
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
+
+
+def skipped_audio(output_folder):
+    """Number of distinct unreadable utterances skipped so far (see the report)."""
+    path = os.path.join(output_folder, "skipped_audio.txt")
+    if not os.path.exists(path):
+        return 0
+    with open(path, encoding="utf-8") as f:
+        return len({line.split("\t")[0] for line in f if line.strip()})

@@ -5,6 +5,7 @@ ID)``, so an epoch's crops are the same whether the run was interrupted or
 not, and whatever the number of loader workers.
 """
 
+import os
 import random
 import zlib
 
@@ -83,14 +84,25 @@ def two_view_dataset(csv_path, data_folder, two_crops):
         csv_path=csv_path, replacements={"data_root": data_folder}
     )
 
+    # plain functions, not a generator: an unreadable file must leave the
+    # pipeline usable for the next item (SkippingDataset relies on it)
     @sb.utils.data_pipeline.takes("id", "wav", "start", "stop")
-    @sb.utils.data_pipeline.provides("view1", "view2")
+    @sb.utils.data_pipeline.provides("views")
     def crops(uid, wav, start, stop):
-        view1, view2 = two_crops(wav, start, stop, uid)
-        yield view1
-        yield view2
+        return two_crops(wav, start, stop, uid)
 
-    data.add_dynamic_item(crops)
+    @sb.utils.data_pipeline.takes("views")
+    @sb.utils.data_pipeline.provides("view1")
+    def first(views):
+        return views[0]
+
+    @sb.utils.data_pipeline.takes("views")
+    @sb.utils.data_pipeline.provides("view2")
+    def second(views):
+        return views[1]
+
+    for item in (crops, first, second):
+        data.add_dynamic_item(item)
     data.set_output_keys(["id", "view1", "view2"])
     return data
 
@@ -113,12 +125,35 @@ def utterance_dataset(csv_path, data_folder, sample_rate):
 
 
 def dataio_prep(hparams):
-    """Train and validation two-view datasets from the recipe's manifests."""
-    manifests = {"train": hparams["train_annotation"], "valid": hparams["valid_annotation"]}
-    return {
-        split: None if path is None else two_view_dataset(path, hparams["data_folder"], hparams["two_crops"])
-        for split, path in manifests.items()
-    }
+    """Training and validation datasets (+ a weighted sampler with extra sources).
+
+    Returns ``{"train", "valid", "sampler"}``: the training set is wrapped so
+    unreadable utterances are skipped and listed in
+    ``<output_folder>/skipped_audio.txt``; with ``extra_sources`` it
+    concatenates every source and ``sampler`` draws by source weight.
+    """
+    from speechbrain_moco.sources import SkippingDataset, multi_source_dataset
+
+    report = os.path.join(hparams["output_folder"], "skipped_audio.txt")
+    sampler = None
+    if hparams["extra_sources"]:
+        main = {"name": "main", "annotation": hparams["train_annotation"],
+                "data_folder": hparams["data_folder"], "weight": hparams["main_weight"]}
+        train, sampler = multi_source_dataset([main] + list(hparams["extra_sources"]),
+                                              hparams["two_crops"], hparams["seed"])
+    else:
+        train = two_view_dataset(hparams["train_annotation"], hparams["data_folder"], hparams["two_crops"])
+    valid = hparams["valid_annotation"]
+    if valid is not None:
+        valid = two_view_dataset(valid, hparams["data_folder"], hparams["two_crops"])
+    return {"train": SkippingDataset(train, report), "valid": valid, "sampler": sampler}
+
+
+def manifest_durations(dataset):
+    """Durations (s) of every row of a (wrapped / concatenated) manifest dataset."""
+    inner = getattr(dataset, "dataset", dataset)
+    parts = inner.datasets if isinstance(inner, torch.utils.data.ConcatDataset) else [inner]
+    return [float(row["duration"]) for part in parts for row in part.data.values()]
 
 
 def stack_views(batch):

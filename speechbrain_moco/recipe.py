@@ -80,19 +80,43 @@ def prepare_experiment(hparams, hparams_file, overrides):
         kwargs={"data_folder": hparams["data_folder"], "save_folder": hparams["manifest_folder"],
                 "verification_file": trials},
     )
+    hparams["extra_sources"] = [prepare_source(hparams, i, src)
+                                for i, src in enumerate(hparams["extra_sources"] or [])]
     return trials
+
+
+def prepare_source(hparams, index, source):
+    """Resolve one ``extra_sources`` entry: ``{data_folder, [annotation], [name], [weight]}``.
+
+    Without ``annotation`` the folder is prepared like the main corpus (all
+    utterances to training, none to validation). Speaker labels are never used.
+    """
+    if "data_folder" not in source:
+        raise ValueError(f"extra_sources[{index}] needs a data_folder: {source}")
+    resolved = {"name": source.get("name") or f"source{index + 1}", "weight": float(source.get("weight", 1.0)),
+                "data_folder": source["data_folder"], "annotation": source.get("annotation")}
+    if resolved["annotation"] is None:
+        save = os.path.join(hparams["manifest_folder"], resolved["name"])
+        run_on_main(hparams["prepare_data"], kwargs={
+            "data_folder": source["data_folder"], "save_folder": save, "verification_file": None,
+            "valid_ratio": 0.0})
+        resolved["annotation"] = os.path.join(save, "train.csv")
+    return resolved
 
 
 def train(hparams, run_opts, brain_class=MoCoBrain):
     """Build the Brain from ``hparams`` and fit it on the prepared manifests."""
     datasets = dataio_prep(hparams)
+    loader_kwargs = dict(hparams["train_dataloader_options"])
+    if datasets["sampler"] is not None:
+        loader_kwargs.update(sampler=datasets["sampler"], shuffle=False)
     brain = brain_class(
         modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
         run_opts=run_opts, checkpointer=hparams["checkpointer"],
     )
     brain.fit(
         brain.hparams.epoch_counter, datasets["train"], datasets["valid"],
-        train_loader_kwargs=hparams["train_dataloader_options"],
+        train_loader_kwargs=loader_kwargs,
         valid_loader_kwargs=hparams["valid_dataloader_options"],
     )
     return brain

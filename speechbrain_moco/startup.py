@@ -20,9 +20,11 @@ def check_encoder(features, encoder, queue_dim, sample_rate, device):
                          f"{queue_dim}-d keys: set emb_dim consistently")
 
 
-def check_crops(dataset, crop_seconds):
+def check_crops(durations, crop_seconds):
     """Refuse a crop longer than every utterance of the manifest."""
-    longest = max(float(row["duration"]) for row in dataset.data.values())
+    if not durations:
+        raise ValueError("the training manifest has no utterance")
+    longest = max(durations)
     if longest < crop_seconds:
         raise ValueError(f"crop_seconds={crop_seconds} is longer than every training utterance "
                          f"(longest {longest:.2f} s): lower --crop_seconds")

@@ -91,3 +91,21 @@ def test_shared_speech_corpus_commands(shared_speech, tmp_path):
         timeout=900)
     metrics = check_metrics(ev / "metrics.json", 4000)
     assert metrics["n_target"] == 2000
+
+
+def test_same_seed_same_data_gives_identical_curve_and_eer(tone_corpus, tmp_path):
+    outs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        run(["recipes/Folder/MoCo/train_moco.py", "recipes/Folder/MoCo/hparams/moco.yaml",
+             f"--data_folder={tone_corpus}", "--verification_file=trials.txt",
+             f"--output_folder={out}"] + [a for a in TINY if "number_of_epochs" not in a]
+            + ["--number_of_epochs=2"])
+        outs.append(out)
+    curves = [[json.loads(line) for line in (o / "history.jsonl").read_text().splitlines()] for o in outs]
+    assert len(curves[0]) == 2
+    for row_a, row_b in zip(*curves):
+        assert row_a["train_loss"] == row_b["train_loss"] and row_a["valid_loss"] == row_b["valid_loss"]
+    assert (outs[0] / "eval" / "scores.txt").read_text() == (outs[1] / "eval" / "scores.txt").read_text()
+    assert json.load(open(outs[0] / "eval" / "metrics.json"))["EER"] == \
+        json.load(open(outs[1] / "eval" / "metrics.json"))["EER"]

@@ -1,0 +1,47 @@
+"""Several unlabelled sources with weights; unreadable audio skipped and reported."""
+
+import csv
+import json
+import os
+
+from conftest import write_tone_corpus
+from test_moco_brain import build, fit
+from test_recipes import TINY, run
+
+
+def test_two_sources_are_drawn_by_weight(tone_corpus, tmp_path):
+    second = write_tone_corpus(str(tmp_path / "second"), n_speakers=4, n_utts=8, seed=3)
+    out = tmp_path / "out"
+    run(["recipes/Folder/MoCo/train_moco.py", "recipes/Folder/MoCo/hparams/moco.yaml",
+         f"--data_folder={tone_corpus}", f"--output_folder={out}", "--main_weight=3.0",
+         f"--extra_sources=[{{data_folder: {second}, weight: 1.0, name: second}}]"]
+        + [a for a in TINY if "number_of_epochs" not in a] + ["--number_of_epochs=3"])
+    rows = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    main = sum(r["crops_main"] for r in rows)
+    other = sum(r["crops_second"] for r in rows)
+    # 3 epochs x (32 + 32 utterances) / batch 4, two crops per pair are one draw
+    assert main + other == 3 * (64 // 4) * 4
+    share = main / (main + other)
+    assert abs(share - 0.75) < 0.12, share  # 3 sigma of a binomial over 192 draws is 0.09
+    assert "crops_main" in (out / "train_log.txt").read_text()
+    manifest = out / "manifests" / "second" / "train.csv"
+    assert len(manifest.read_text().splitlines()) == 33  # every utterance, no validation split
+
+
+def test_vanished_and_corrupt_files_are_skipped_and_reported(tmp_path):
+    corpus = write_tone_corpus(str(tmp_path / "c"), n_speakers=6, n_utts=6, seed=1)
+    brain, hp, data = build(corpus, tmp_path / "o", number_of_epochs=1)
+    with open(hp["train_annotation"]) as f:
+        rows = list(csv.DictReader(f))
+    gone, broken = rows[0], rows[1]
+    os.remove(gone["wav"].replace("$data_root", corpus))
+    with open(broken["wav"].replace("$data_root", corpus), "wb") as f:
+        f.write(b"RIFF....garbage")
+    fit(brain, hp, data)
+    report = (tmp_path / "o" / "skipped_audio.txt").read_text().splitlines()
+    skipped = {line.split("\t")[0] for line in report}
+    assert skipped == {gone["ID"], broken["ID"]}
+    assert all("cannot read audio file" in line for line in report)
+    history = json.loads((tmp_path / "o" / "history.jsonl").read_text().splitlines()[-1])
+    assert history["skipped_audio"] == 2
+    assert len(brain.losses) == (len(rows) // 4)  # the epoch ran in full
