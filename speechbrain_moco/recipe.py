@@ -93,7 +93,8 @@ def prepare_source(hparams, index, source):
     """
     if "data_folder" not in source:
         raise ValueError(f"extra_sources[{index}] needs a data_folder: {source}")
-    resolved = {"name": source.get("name") or f"source{index + 1}", "weight": float(source.get("weight", 1.0)),
+    resolved = {"name": source.get("name") or f"source{index + 1}",
+                "weight": float(source.get("weight", 1.0)),
                 "data_folder": source["data_folder"], "annotation": source.get("annotation")}
     if resolved["annotation"] is None:
         save = os.path.join(hparams["manifest_folder"], resolved["name"])
