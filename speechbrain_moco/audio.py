@@ -9,10 +9,10 @@ class AudioError(RuntimeError):
     """A file that cannot be used as training or test audio."""
 
 
-def load_audio(path, sample_rate, resample=False, start=0, stop=None):
+def load_audio(path, sample_rate, resample=False, start=0, stop=None, channel=None):
     """Read ``path[start:stop]`` (in samples) as a mono float32 tensor.
 
-    Multi-channel audio is averaged to mono. A file at another rate raises
+    Multi-channel audio is averaged to mono, or ``channel`` is taken. A file at another rate raises
     ``AudioError`` unless ``resample=True`` (resampling only where declared).
 
     Example
@@ -27,7 +27,10 @@ def load_audio(path, sample_rate, resample=False, start=0, stop=None):
         data, rate = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises several types
         raise AudioError(f"cannot read audio file {path}: {err}") from err
-    wav = torch.from_numpy(data).mean(dim=1)
+    if channel is not None:
+        wav = torch.from_numpy(data[:, min(channel, data.shape[1] - 1)].copy())
+    else:
+        wav = torch.from_numpy(data).mean(dim=1)
     if rate != sample_rate:
         if not resample:
             raise AudioError(f"{path}: sample rate {rate} Hz, expected {sample_rate} Hz")

@@ -23,9 +23,13 @@ logger = get_logger(__name__)
 
 
 def bank_paths(csv_file=None, folder=None, replacements=None):
-    """Audio paths of a corruption manifest (``wav`` column) or of a folder."""
+    """``(path, start, stop)`` segments of a corruption manifest or a folder.
+
+    ``start``/``stop`` (samples at the file's own rate) come from the manifest
+    when it has them, so chunked noise manifests load each chunk only.
+    """
     if csv_file is None:
-        return list_audio_files(folder)
+        return [(path, 0, None) for path in list_audio_files(folder)]
     paths = []
     with open(csv_file, newline="", encoding="utf-8") as f:
         for lineno, row in enumerate(csv.DictReader(f), start=2):
@@ -34,20 +38,24 @@ def bank_paths(csv_file=None, folder=None, replacements=None):
             path = row["wav"]
             for key, value in (replacements or {}).items():
                 path = path.replace("$" + key, str(value))
-            paths.append(path)
+            start = int(row.get("start") or 0)
+            stop = int(row["stop"]) if row.get("stop") not in (None, "", "-1") else None
+            paths.append((path, start, stop))
     return paths
 
 
-def load_bank(paths, sample_rate, max_seconds=None):
-    """Load corruption files as a list of mono 1-D tensors at ``sample_rate``.
+def load_bank(segments, sample_rate, max_seconds=None, channel=None):
+    """Load corruption segments as a list of mono 1-D tensors at ``sample_rate``.
 
     Files at another sample rate are resampled here (the declared place),
-    multi-channel files are averaged, each file is cut to ``max_seconds`` when
-    given, and empty or silent files are skipped with a warning.
+    multi-channel files are averaged (or ``channel`` is taken: impulse
+    responses of microphone arrays must not be averaged), each segment is cut
+    to ``max_seconds`` when given, and empty or silent ones are skipped with a
+    warning.
     """
     bank = []
-    for path in paths:
-        wav = load_audio(path, sample_rate, resample=True)
+    for path, start, stop in segments:
+        wav = load_audio(path, sample_rate, resample=True, start=start, stop=stop, channel=channel)
         if max_seconds is not None:
             wav = wav[: int(max_seconds * sample_rate)]
         if wav.numel() == 0 or float(wav.abs().max()) == 0.0:
@@ -55,7 +63,7 @@ def load_bank(paths, sample_rate, max_seconds=None):
             continue
         bank.append(wav)
     if not bank:
-        raise ValueError(f"no usable corruption audio among {len(paths)} files")
+        raise ValueError(f"no usable corruption audio among {len(segments)} segments")
     logger.info("loaded %d corruption files (%.1f s)", len(bank),
                 sum(w.numel() for w in bank) / sample_rate)
     return bank
@@ -168,7 +176,7 @@ class AddReverbFFT(torch.nn.Module):
         csv_file, folder, replacements, n_synthetic, seed = self.source
         if csv_file or folder:
             bank = load_bank(bank_paths(csv_file, folder, replacements), self.sample_rate,
-                             self.max_rir_seconds)
+                             self.max_rir_seconds, channel=0)
         else:
             bank = synthetic_rirs(n_synthetic, self.sample_rate, self.max_rir_seconds, seed)
         length = max(r.numel() for r in bank)

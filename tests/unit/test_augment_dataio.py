@@ -118,3 +118,24 @@ def test_load_audio_errors_name_the_file(tmp_path):
     sf.write(tmp_path / "r8.wav", np.zeros(80, dtype=np.float32), 8000)
     with pytest.raises(AudioError, match="8000 Hz"):
         load_audio(str(tmp_path / "r8.wav"), 16000)
+
+
+def test_noise_manifest_segments_load_only_their_samples(tmp_path):
+    sig = np.concatenate([np.full(1000, 0.1), np.full(1000, 0.4)]).astype(np.float32)
+    sf.write(tmp_path / "n.wav", sig, 16000, subtype="FLOAT")
+    csv = tmp_path / "noise.csv"
+    csv.write_text("ID,duration,wav,start,stop\n"
+                   f"a,0.06,{tmp_path / 'n.wav'},0,1000\nb,0.06,{tmp_path / 'n.wav'},1000,2000\n")
+    aug = AddNoiseBank(csv_file=str(csv))
+    aug._load()
+    assert [w.numel() for w in aug.bank] == [1000, 1000]
+    assert torch.allclose(aug.bank[1], torch.full((1000,), 0.4))
+
+
+def test_multichannel_rir_uses_the_first_channel(tmp_path):
+    rir = np.zeros((800, 2), dtype=np.float32)
+    rir[0, 0], rir[10, 1] = 1.0, 1.0
+    sf.write(tmp_path / "r.wav", rir, 16000, subtype="FLOAT")
+    rev = AddReverbFFT(folder=str(tmp_path))
+    rev._load()
+    assert int(rev.peaks[0]) == 0 and float(rev.rirs[0, 10]) == 0.0
