@@ -61,9 +61,14 @@ def stats_embed_fn(compute_features, mean_var_norm):
 def prepare_experiment(hparams, hparams_file, overrides):
     """Corpus (embedded if no ``data_folder``), experiment folder and manifests.
 
-    Returns the absolute trial-list path, or None when there is none.
+    ``prepare_data`` is the corpus' prep function (folder, VoxCeleb, CN-Celeb,
+    LibriSpeech ...). Returns the trial list to score at the end: one the prep
+    wrote (``trials*`` outputs, e.g. converted official lists or generated
+    ones), else ``verification_file``, else None.
     """
     if hparams["data_folder"] is None:
+        if hparams["embedded_corpus_folder"] is None:
+            raise ValueError("--data_folder is required by this recipe")
         hparams["data_folder"] = ensure_corpus(hparams)
         if hparams["verification_file"] is None:
             hparams["verification_file"] = "trials.txt"  # held-out speakers of the corpus
@@ -75,11 +80,12 @@ def prepare_experiment(hparams, hparams_file, overrides):
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
-    run_on_main(
-        hparams["prepare_data"],
-        kwargs={"data_folder": hparams["data_folder"], "save_folder": hparams["manifest_folder"],
-                "verification_file": trials},
-    )
+    prep_kwargs = {"data_folder": hparams["data_folder"], "save_folder": hparams["manifest_folder"],
+                   "verification_file": trials}
+    run_on_main(hparams["prepare_data"], kwargs=prep_kwargs)
+    outputs = hparams["prepare_data"](**prep_kwargs, skip_prep=True)  # paths only, every rank
+    written = sorted(path for key, path in outputs.items() if key.startswith("trials"))
+    trials = written[0] if written else trials
     hparams["extra_sources"] = [prepare_source(hparams, i, src)
                                 for i, src in enumerate(hparams["extra_sources"] or [])]
     return trials
@@ -88,8 +94,8 @@ def prepare_experiment(hparams, hparams_file, overrides):
 def prepare_source(hparams, index, source):
     """Resolve one ``extra_sources`` entry: ``{data_folder, [annotation], [name], [weight]}``.
 
-    Without ``annotation`` the folder is prepared like the main corpus (all
-    utterances to training, none to validation). Speaker labels are never used.
+    Without ``annotation`` the folder is prepared by the recipe's prep function
+    and its training manifest is used. Speaker labels are never used.
     """
     if "data_folder" not in source:
         raise ValueError(f"extra_sources[{index}] needs a data_folder: {source}")
@@ -98,10 +104,9 @@ def prepare_source(hparams, index, source):
                 "data_folder": source["data_folder"], "annotation": source.get("annotation")}
     if resolved["annotation"] is None:
         save = os.path.join(hparams["manifest_folder"], resolved["name"])
-        run_on_main(hparams["prepare_data"], kwargs={
-            "data_folder": source["data_folder"], "save_folder": save, "verification_file": None,
-            "valid_ratio": 0.0})
-        resolved["annotation"] = os.path.join(save, "train.csv")
+        kwargs = {"data_folder": source["data_folder"], "save_folder": save, "verification_file": None}
+        run_on_main(hparams["prepare_data"], kwargs=kwargs)
+        resolved["annotation"] = hparams["prepare_data"](**kwargs, skip_prep=True)["train"]
     return resolved
 
 

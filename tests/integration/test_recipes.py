@@ -29,8 +29,8 @@ def check_metrics(path, n_trials):
     return metrics
 
 
-@pytest.mark.parametrize("recipe", ["recipes/Folder/MoCo", "recipes/VoxCeleb/MoCo"])
-def test_train_then_verify_commands(recipe, tone_corpus, tmp_path):
+def test_train_then_verify_commands(tone_corpus, tmp_path):
+    recipe = "recipes/Folder/MoCo"
     out, ev = tmp_path / "out", tmp_path / "eval"
     stdout = run([f"{recipe}/train_moco.py", f"{recipe}/hparams/moco.yaml",
                   f"--data_folder={tone_corpus}", "--verification_file=trials.txt",
@@ -51,12 +51,6 @@ def test_train_then_verify_commands(recipe, tone_corpus, tmp_path):
     assert verify_metrics["EER"] == json.load(open(out / "eval" / "metrics.json"))["EER"]
     lines = (ev / "scores.txt").read_text().split("\n")
     assert len(lines[0].split()) == 4 and lines[0].split()[3] in ("0", "1")
-
-
-def test_xvector_yaml_trains(tone_corpus, tmp_path):
-    run(["recipes/VoxCeleb/MoCo/train_moco.py", "recipes/VoxCeleb/MoCo/hparams/moco_xvector.yaml",
-         f"--data_folder={tone_corpus}", f"--output_folder={tmp_path / 'x'}"] + TINY)
-    assert (tmp_path / "x" / "train_log.txt").read_text().count("epoch: 1") == 1
 
 
 def test_template_runs_on_embedded_corpus(tmp_path):
