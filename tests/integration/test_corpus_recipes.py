@@ -6,7 +6,6 @@ import shutil
 
 import numpy as np
 import soundfile as sf
-
 from test_recipes import TINY, run
 
 ARGS = [a for a in TINY if not a.startswith("--queue_size")] + ["--queue_size=8", "--dev_ratio=0.1"]
@@ -99,11 +98,14 @@ def test_cnceleb_recipe(tmp_path):
         tone(str(root / "eval" / "test" / f"id0080{s}-singing-01-001.flac"), 200 + s, fmt="FLAC")
     lists = root / "eval" / "lists"
     lists.mkdir()
-    (lists / "enroll.lst").write_text("".join(f"id0080{s}-enroll enroll/id0080{s}-enroll.flac\n" for s in (8, 9)))
+    enrol = [f"id0080{s}-enroll enroll/id0080{s}-enroll.flac\n" for s in (8, 9)]
+    (lists / "enroll.lst").write_text("".join(enrol))
     (lists / "test.lst").write_text("".join(f"test/id0080{s}-singing-01-001.flac\n" for s in (8, 9)))
     (lists / "trials.lst").write_text(
-        "id00808-enroll test/id00808-singing-01-001.wav 1\nid00808-enroll test/id00809-singing-01-001.wav 0\n"
-        "id00809-enroll test/id00809-singing-01-001.wav 1\nid00809-enroll test/id00808-singing-01-001.wav 0\n")
+        "id00808-enroll test/id00808-singing-01-001.wav 1\n"
+        "id00808-enroll test/id00809-singing-01-001.wav 0\n"
+        "id00809-enroll test/id00809-singing-01-001.wav 1\n"
+        "id00809-enroll test/id00808-singing-01-001.wav 0\n")
     out = tmp_path / "out"
     run(["recipes/CNCeleb/MoCo/train_moco.py", "recipes/CNCeleb/MoCo/hparams/moco.yaml",
          f"--data_folder={root}", f"--output_folder={out}"] + ARGS)
