@@ -20,6 +20,9 @@ setup(
         "numpy>=1.24",
         "tqdm>=4.60",
         "soundfile>=0.12",
+        "scipy>=1.10",
+        "scikit-learn>=1.3",
+        "matplotlib>=3.7",
     ],
-    extras_require={"test": ["pytest>=7"], "plots": ["matplotlib>=3.7"]},
+    extras_require={"test": ["pytest>=7"]},
 )

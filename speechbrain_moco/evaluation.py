@@ -6,14 +6,18 @@ Stages talk through files in ``out_dir``: ``trial_utts.csv``, ``embeddings.pt``,
 
 import os
 
+import torch
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_moco.audio import audio_frames
+from speechbrain_moco.backends import CosineScorer
 from speechbrain_moco.dataio import utterance_dataset
 from speechbrain_moco.extract import extract_embeddings, save_embeddings
 from speechbrain_moco.manifest import read_trials, write_manifest
 from speechbrain_moco.metrics import verification_metrics
-from speechbrain_moco.scoring import score_trials, write_metrics, write_scores
+from speechbrain_moco.plots import plot_eval_folder
+from speechbrain_moco.score_norm import normalize_scores
+from speechbrain_moco.scoring import write_metrics, write_scores
 
 logger = get_logger(__name__)
 
@@ -52,22 +56,51 @@ def trial_manifest(trials, data_folder, csv_path, trials_path, sample_rate=16000
     return csv_path
 
 
+def cached_embeddings(data, embed_fn, cache_path, cache_key, device, batch_size, progress):
+    """Embeddings of ``data``, reused from ``cache_path`` when made by the same model."""
+    if os.path.isfile(cache_path):
+        cached = torch.load(cache_path, map_location="cpu", weights_only=False)
+        if cached.get("key") == cache_key and set(data.data_ids) <= set(cached["ids"]):
+            logger.info("reusing cached embeddings %s", cache_path)
+            return cached["ids"], cached["embeddings"]
+    ids, emb = extract_embeddings(data, embed_fn, device, batch_size, progress)
+    save_embeddings(cache_path, ids, emb, key=cache_key)
+    return ids, emb
+
+
 def evaluate_trials(trials_path, data_folder, embed_fn, out_dir, device="cpu",
-                    batch_size=8, sample_rate=16000, progress=True):
-    """Embed the trial utterances, score with cosine, write files, return metrics."""
+                    batch_size=8, sample_rate=16000, progress=True, scorer=None,
+                    cohort=None, score_norm=None, top_k=300, history_path=None, cache_key=None):
+    """Embed the trial utterances, score, write files and plots, return metrics.
+
+    ``scorer`` is a fitted back-end (cosine when None); ``score_norm`` one of
+    ``znorm``, ``tnorm``, ``snorm``, ``asnorm`` with ``cohort`` embeddings.
+    Embeddings are cached in ``out_dir/embeddings.pt`` under ``cache_key``.
+    """
     os.makedirs(out_dir, exist_ok=True)
     trials = read_trials(trials_path)
     csv_path = trial_manifest(trials, data_folder, os.path.join(out_dir, "trial_utts.csv"),
                               trials_path, sample_rate)
     data = utterance_dataset(csv_path, data_folder, sample_rate)
-    ids, emb = extract_embeddings(data, embed_fn, device, batch_size, progress)
-    save_embeddings(os.path.join(out_dir, "embeddings.pt"), ids, emb)
-    scores = score_trials(trials, dict(zip(ids, emb)))
+    ids, emb = cached_embeddings(data, embed_fn, os.path.join(out_dir, "embeddings.pt"), cache_key,
+                                 device, batch_size, progress)
+    index = {uid: i for i, uid in enumerate(ids)}
+    e_idx = torch.tensor([index[t[1]] for t in trials])
+    t_idx = torch.tensor([index[t[2]] for t in trials])
+    scorer = scorer or CosineScorer()
+    scores = scorer.score(emb[e_idx], emb[t_idx])
+    if score_norm:
+        if cohort is None:
+            raise ValueError(f"score_norm={score_norm} needs cohort embeddings")
+        scores = normalize_scores(scores, emb, emb, cohort, score_norm, top_k, e_idx, t_idx,
+                                  scorer=scorer)
     labels = [t[0] for t in trials]
     write_scores(os.path.join(out_dir, "scores.txt"), trials, scores)
     metrics = verification_metrics(scores, labels)
-    metrics["trials"] = os.path.abspath(trials_path)
+    metrics.update(trials=os.path.abspath(trials_path), backend=type(scorer).__name__,
+                   score_norm=score_norm)
     write_metrics(os.path.join(out_dir, "metrics.json"), metrics)
+    plot_eval_folder(out_dir, history_path, name=type(scorer).__name__ + (f"+{score_norm}" if score_norm else ""))
     logger.info("%s: EER %.2f%% minDCF(0.01) %.4f on %d trials", out_dir,
                 metrics["EER"], metrics["minDCF_p0.01"], metrics["n_trials"])
     return metrics

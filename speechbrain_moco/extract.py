@@ -38,13 +38,16 @@ def extract_embeddings(dataset, embed_fn, device="cpu", batch_size=8, progress=T
     return ids, torch.cat(chunks)
 
 
-def save_embeddings(path, ids, embeddings):
-    """Cache ``{"ids", "embeddings"}`` to ``path`` (torch format)."""
+def save_embeddings(path, ids, embeddings, key=None):
+    """Cache ``{"ids", "embeddings", "key"}`` to ``path`` (torch format).
+
+    ``key`` identifies the model that made them (e.g. its checkpoint path).
+    """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    torch.save({"ids": list(ids), "embeddings": embeddings}, path)
+    torch.save({"ids": list(ids), "embeddings": embeddings, "key": key}, path)
 
 
 def load_embeddings(path):
     """Load a cache written by ``save_embeddings`` as a dict id -> tensor."""
-    data = torch.load(path, map_location="cpu")
+    data = torch.load(path, map_location="cpu", weights_only=False)
     return dict(zip(data["ids"], data["embeddings"]))

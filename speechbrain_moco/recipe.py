@@ -6,7 +6,9 @@ init -> hyperparameters -> data prep on the main process -> datasets ->
 experiment directory -> Brain -> fit -> evaluate.
 """
 
+import json
 import os
+import random
 import sys
 
 import speechbrain as sb
@@ -14,10 +16,11 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_moco.backends import CosineScorer, PLDAScorer
 from speechbrain_moco.brain import MoCoBrain
-from speechbrain_moco.dataio import dataio_prep
+from speechbrain_moco.dataio import dataio_prep, utterance_dataset
 from speechbrain_moco.encoder import embed
-from speechbrain_moco.evaluation import evaluate_trials, resolve_trials
+from speechbrain_moco.evaluation import cached_embeddings, evaluate_trials, resolve_trials
 from speechbrain_moco.scoring import stats_embedding
 
 logger = get_logger(__name__)
@@ -86,6 +89,11 @@ def prepare_experiment(hparams, hparams_file, overrides):
     outputs = hparams["prepare_data"](**prep_kwargs, skip_prep=True)  # paths only, every rank
     written = sorted(path for key, path in outputs.items() if key.startswith("trials"))
     trials = written[0] if written else trials
+    if if_main_process():  # what verify.py needs to find the training data again
+        with open(os.path.join(hparams["output_folder"], "run_info.json"), "w", encoding="utf-8") as f:
+            json.dump({"data_folder": os.path.abspath(hparams["data_folder"]),
+                       "train_annotation": os.path.abspath(hparams["train_annotation"]),
+                       "trials": trials}, f, indent=2)
     hparams["extra_sources"] = [prepare_source(hparams, i, src)
                                 for i, src in enumerate(hparams["extra_sources"] or [])]
     return trials
@@ -137,7 +145,9 @@ def evaluate_run(brain, hparams, trials):
     eval_dir = os.path.join(hparams["output_folder"], "eval")
     common = dict(data_folder=hparams["data_folder"], device=brain.device,
                   batch_size=hparams["eval_batch_size"], sample_rate=hparams["sample_rate"])
-    metrics = evaluate_trials(trials, embed_fn=brain_embed_fn(brain), out_dir=eval_dir, **common)
+    history = os.path.join(hparams["output_folder"], "history.jsonl")
+    metrics = evaluate_trials(trials, embed_fn=brain_embed_fn(brain), out_dir=eval_dir,
+                              history_path=history, **common)
     baseline_fn = stats_embed_fn(brain.modules.compute_features, brain.modules.mean_var_norm)
     baseline = evaluate_trials(trials, embed_fn=baseline_fn,
                                out_dir=os.path.join(eval_dir, "fbank_stats_baseline"), **common)
@@ -176,7 +186,8 @@ def load_trained_encoder(pretrain_path, run_opts):
     ckpt = sb.utils.checkpoints.Checkpointer(
         os.path.join(pretrain_path, "save"), recoverables={"embedding_model": encoder}
     )
-    if ckpt.recover_if_possible() is None:
+    loaded = ckpt.recover_if_possible()
+    if loaded is None:
         raise FileNotFoundError(f"no checkpoint found in {pretrain_path}/save")
     device = run_opts.get("device", "cpu")
     feats, norm = train_hp["compute_features"].to(device), train_hp["mean_var_norm"].to(device)
@@ -185,7 +196,41 @@ def load_trained_encoder(pretrain_path, run_opts):
     def fn(wavs, lens):
         return embed(encoder, norm(feats(wavs), lens), lens)
 
+    fn.checkpoint = str(loaded.path)
     return fn, train_hp
+
+
+def training_embeddings(hparams, embed_fn, device, sample_rate):
+    """Label-free embeddings of (a seeded subset of) the training run's utterances.
+
+    Used as the score-normalisation cohort, for PLDA (on k-means pseudo-labels)
+    and for cosine mean subtraction. Cached in ``<output_folder>/train_embeddings.pt``.
+    """
+    info_path = os.path.join(hparams["pretrain_path"], "run_info.json")
+    manifest, root = hparams["cohort_annotation"], hparams["cohort_data_folder"]
+    if manifest is None:
+        with open(info_path, encoding="utf-8") as f:
+            info = json.load(f)
+        manifest, root = info["train_annotation"], info["data_folder"]
+    data = utterance_dataset(manifest, root, sample_rate)
+    if len(data) > hparams["cohort_size"]:
+        keep = set(random.Random(0).sample(data.data_ids, hparams["cohort_size"]))
+        data = data.filtered_sorted(key_test={"id": lambda uid: uid in keep})
+    out = os.path.join(hparams["output_folder"], "train_embeddings.pt")
+    _, emb = cached_embeddings(data, embed_fn, out, embed_fn.checkpoint, device,
+                               hparams["batch_size"], True)
+    return emb
+
+
+def make_scorer(hparams, train_emb):
+    """The back-end chosen in the verification yaml, fitted without labels."""
+    if hparams["backend"] == "cosine":
+        scorer = CosineScorer(hparams["mean_subtraction"])
+        return scorer.fit(train_emb) if train_emb is not None else scorer
+    if hparams["backend"] == "plda":
+        n = hparams["plda_n_clusters"] or max(2, len(train_emb) // 10)
+        return PLDAScorer(lda_dim=hparams["plda_lda_dim"], n_clusters=n).fit(train_emb)
+    raise ValueError(f"backend must be cosine or plda, got {hparams['backend']}")
 
 
 def run_verify(argv=None):
@@ -199,10 +244,18 @@ def run_verify(argv=None):
     trials = resolve_trials(hparams["data_folder"], hparams["verification_file"])
     if trials is None:
         raise FileNotFoundError("no trial list: give --verification_file")
+    device = run_opts.get("device", "cpu")
     embed_fn, train_hp = load_trained_encoder(hparams["pretrain_path"], run_opts)
-    metrics = evaluate_trials(trials, hparams["data_folder"], embed_fn, hparams["output_folder"],
-                              run_opts.get("device", "cpu"), hparams["batch_size"],
-                              train_hp["sample_rate"])
+    needs_train = (hparams["backend"] != "cosine" or hparams["mean_subtraction"]
+                   or hparams["score_norm"] is not None)
+    train_emb = (training_embeddings(hparams, embed_fn, device, train_hp["sample_rate"])
+                 if needs_train else None)
+    metrics = evaluate_trials(
+        trials, hparams["data_folder"], embed_fn, hparams["output_folder"], device,
+        hparams["batch_size"], train_hp["sample_rate"], scorer=make_scorer(hparams, train_emb),
+        cohort=train_emb, score_norm=hparams["score_norm"], top_k=hparams["cohort_top_k"],
+        history_path=os.path.join(hparams["pretrain_path"], "history.jsonl"),
+        cache_key=embed_fn.checkpoint)
     metrics["output"] = os.path.join(hparams["output_folder"], "metrics.json")
     return metrics
 

@@ -49,6 +49,25 @@ def test_train_then_verify_commands(tone_corpus, tmp_path):
     assert verify_metrics["EER"] == json.load(open(out / "eval" / "metrics.json"))["EER"]
     lines = (ev / "scores.txt").read_text().split("\n")
     assert len(lines[0].split()) == 4 and lines[0].split()[3] in ("0", "1")
+    for png in ("det.png", "score_hist.png", "training_curves.png"):
+        assert (ev / png).stat().st_size > 1000
+    # label-free back-ends: PLDA on pseudo-labels, cosine + AS-norm with a training cohort
+    for name, extra in (("plda", ["--plda_n_clusters=4"]), ("asnorm", ["--score_norm=asnorm",
+                                                                      "--cohort_top_k=5"])):
+        yaml = "verification_plda.yaml" if name == "plda" else "verification_cosine.yaml"
+        run([f"{recipe}/verify.py", f"{recipe}/hparams/{yaml}", f"--data_folder={tone_corpus}",
+             "--verification_file=trials.txt", f"--pretrain_path={out}",
+             f"--output_folder={tmp_path / name}", "--device=cpu"] + extra)
+        metrics = check_metrics(tmp_path / name / "metrics.json", 4)
+        assert metrics["backend"] == ("PLDAScorer" if name == "plda" else "CosineScorer")
+        assert metrics["score_norm"] == (None if name == "plda" else "asnorm")
+        assert (tmp_path / name / "train_embeddings.pt").is_file()
+    # the cached trial embeddings are reused by a second scoring run
+    before = (ev / "embeddings.pt").stat().st_mtime
+    run([f"{recipe}/verify.py", f"{recipe}/hparams/verification_cosine.yaml", f"--data_folder={tone_corpus}",
+         "--verification_file=trials.txt", f"--pretrain_path={out}", f"--output_folder={ev}",
+         "--device=cpu", "--mean_subtraction=True"])
+    assert (ev / "embeddings.pt").stat().st_mtime == before
 
 
 def test_template_runs_on_embedded_corpus(tmp_path):
