@@ -100,7 +100,8 @@ def evaluate_trials(trials_path, data_folder, embed_fn, out_dir, device="cpu",
     metrics.update(trials=os.path.abspath(trials_path), backend=type(scorer).__name__,
                    score_norm=score_norm)
     write_metrics(os.path.join(out_dir, "metrics.json"), metrics)
-    plot_eval_folder(out_dir, history_path, name=type(scorer).__name__ + (f"+{score_norm}" if score_norm else ""))
+    name = type(scorer).__name__ + (f"+{score_norm}" if score_norm else "")
+    plot_eval_folder(out_dir, history_path, name=name)
     logger.info("%s: EER %.2f%% minDCF(0.01) %.4f on %d trials", out_dir,
                 metrics["EER"], metrics["minDCF_p0.01"], metrics["n_trials"])
     return metrics
