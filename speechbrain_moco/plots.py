@@ -160,3 +160,24 @@ def plot_eval_folder(eval_dir, history_path=None, name="system"):
         paths.append(plot_training_curves(history_path,
                                           os.path.join(eval_dir, "training_curves.png")))
     return paths
+
+
+def main(argv=None):
+    """``python -m speechbrain_moco.plots --det OUT.png EVAL [EVAL ...]``: one DET
+    plot of several evaluation folders (each with ``scores.txt``), named after
+    the folders."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--det", required=True, help="output PNG")
+    parser.add_argument("eval_dirs", nargs="+")
+    args = parser.parse_args(argv)
+    systems = {}
+    for folder in args.eval_dirs:
+        _, _, scores, labels = read_scores(os.path.join(folder, "scores.txt"))
+        systems[os.path.basename(os.path.normpath(folder))] = (scores, labels)
+    return plot_det(systems, args.det)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,6 +12,7 @@ import random
 import sys
 
 import speechbrain as sb
+import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
@@ -170,11 +171,14 @@ def run_moco(argv=None):
     return brain, metrics, baseline
 
 
-def load_trained_encoder(pretrain_path, run_opts):
+def load_trained_encoder(pretrain_path, run_opts, average_last=1, crop_seconds=None):
     """Rebuild a training run's features and query encoder from its folder.
 
     Reads ``<pretrain_path>/hyperparams.yaml`` (written by the training job)
-    and loads ``embedding_model`` from the latest checkpoint in ``save/``.
+    and loads ``embedding_model`` from the latest checkpoint in ``save/``, or
+    the average of the last ``average_last`` end-of-epoch checkpoints
+    (SpeechBrain's ``average_checkpoints``). With ``crop_seconds`` each
+    utterance is embedded as the mean of its fixed-length crops.
     """
     hp_path = os.path.join(pretrain_path, "hyperparams.yaml")
     if not os.path.isfile(hp_path):
@@ -189,14 +193,20 @@ def load_trained_encoder(pretrain_path, run_opts):
     loaded = ckpt.recover_if_possible()
     if loaded is None:
         raise FileNotFoundError(f"no checkpoint found in {pretrain_path}/save")
+    if average_last > 1:
+        last = ckpt.find_checkpoints(max_num_checkpoints=average_last,
+                                     ckpt_predicate=lambda c: c.meta.get("end-of-epoch", True))
+        encoder.load_state_dict(sb.utils.checkpoints.average_checkpoints(last, "embedding_model"))
+        logger.info("averaged %d checkpoints of %s", len(last), pretrain_path)
     device = run_opts.get("device", "cpu")
     feats, norm = train_hp["compute_features"].to(device), train_hp["mean_var_norm"].to(device)
     encoder = encoder.to(device).eval()
 
-    def fn(wavs, lens):
+    def full(wavs, lens):
         return embed(encoder, norm(feats(wavs), lens), lens)
 
-    fn.checkpoint = str(loaded.path)
+    fn = full if crop_seconds is None else crop_average(full, int(crop_seconds * train_hp["sample_rate"]))
+    fn.checkpoint = f"{loaded.path}|avg{average_last}|crop{crop_seconds}"
     return fn, train_hp
 
 
@@ -233,6 +243,27 @@ def make_scorer(hparams, train_emb):
     raise ValueError(f"backend must be cosine or plda, got {hparams['backend']}")
 
 
+def crop_average(embed_fn, crop):
+    """Embed each utterance as the mean of its consecutive ``crop``-sample crops.
+
+    A remainder shorter than half a crop is dropped; an utterance shorter than
+    one crop is embedded whole.
+    """
+
+    def fn(wavs, lens):
+        out = []
+        for wav, rel in zip(wavs, lens):
+            wav = wav[: int(round(float(rel) * wavs.shape[1]))]
+            n = max(1, wav.numel() // crop + (wav.numel() % crop >= crop // 2))
+            crops = [wav[i * crop:(i + 1) * crop] for i in range(n)] if wav.numel() > crop else [wav]
+            batch = torch.nn.utils.rnn.pad_sequence(crops, batch_first=True)
+            rel_lens = torch.tensor([c.numel() / batch.shape[1] for c in crops], device=wavs.device)
+            out.append(embed_fn(batch, rel_lens).mean(dim=0))
+        return torch.stack(out)
+
+    return fn
+
+
 def run_verify(argv=None):
     """``python verify.py hparams/verification_cosine.yaml --data_folder=ROOT
     --verification_file=TRIALS --pretrain_path=OUT --output_folder=EVAL``."""
@@ -245,7 +276,8 @@ def run_verify(argv=None):
     if trials is None:
         raise FileNotFoundError("no trial list: give --verification_file")
     device = run_opts.get("device", "cpu")
-    embed_fn, train_hp = load_trained_encoder(hparams["pretrain_path"], run_opts)
+    embed_fn, train_hp = load_trained_encoder(hparams["pretrain_path"], run_opts,
+                                              hparams["average_checkpoints"], hparams["crop_seconds"])
     needs_train = (hparams["backend"] != "cosine" or hparams["mean_subtraction"]
                    or hparams["score_norm"] is not None)
     train_emb = (training_embeddings(hparams, embed_fn, device, train_hp["sample_rate"])

@@ -15,7 +15,7 @@ import pytest
 import torch
 from speechbrain.inference.speaker import SpeakerRecognition
 
-from speechbrain_moco import verify_cli
+from speechbrain_moco import verify
 from speechbrain_moco.recipe import load_trained_encoder, run_moco
 from speechbrain_moco.scoring import cosine_score, read_scores
 
@@ -89,7 +89,7 @@ def test_verify_files_matches_the_recipe_scores(exported, tone_corpus, capsys):
         assert float(score) == pytest.approx(recipe_score, abs=1e-4)  # eval/scores.txt
         assert bool(decision) == (float(score) > 0.25)  # SpeechBrain's default threshold
     # the command line, on the last pair: same score, decision at the stored threshold
-    cli_score, cli_threshold, same = verify_cli.main([pa, pb, "--model", str(model_dir)])
+    cli_score, cli_threshold, same = verify.main([pa, pb, "--model", str(model_dir)])
     assert cli_score == pytest.approx(float(score), abs=1e-6)
     assert cli_threshold == threshold and same == (cli_score > threshold)
     printed = capsys.readouterr().out.strip()

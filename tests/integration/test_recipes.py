@@ -68,6 +68,12 @@ def test_train_then_verify_commands(tone_corpus, tmp_path):
          "--verification_file=trials.txt", f"--pretrain_path={out}", f"--output_folder={ev}",
          "--device=cpu", "--mean_subtraction=True"])
     assert (ev / "embeddings.pt").stat().st_mtime == before
+    # checkpoint averaging and crop-averaged embeddings
+    run([f"{recipe}/verify.py", f"{recipe}/hparams/verification_cosine.yaml", f"--data_folder={tone_corpus}",
+         "--verification_file=trials.txt", f"--pretrain_path={out}", f"--output_folder={tmp_path / 'avg'}",
+         "--device=cpu", "--average_checkpoints=2", "--crop_seconds=0.5"])
+    check_metrics(tmp_path / "avg" / "metrics.json", 4)
+    assert (tmp_path / "avg" / "scores.txt").read_text() != (ev / "scores.txt").read_text()
 
 
 def test_template_runs_on_embedded_corpus(tmp_path):

@@ -146,3 +146,22 @@ def test_bad_inputs_raise():
         compute_eer([0.1, float("nan")], [0, 1])
     with pytest.raises(ValueError):
         compute_eer([0.1, 0.2], [0, 2])
+
+
+def test_ten_million_trials_within_30_s_and_2_gb():
+    """The verification issue's bound for Vox1-E/H-sized lists (sort-based metrics)."""
+    import time
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    labels = (rng.random(10_000_000) < 0.1).astype(np.int8)
+    scores = (rng.standard_normal(10_000_000) + 2.0 * labels).astype(np.float32)
+    tracemalloc.start()
+    start = time.perf_counter()
+    metrics = verification_metrics(scores, labels)
+    elapsed = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert elapsed < 30 and peak < 2 * 1024**3, (elapsed, peak)
+    assert metrics["n_trials"] == 10_000_000
+    assert 15.0 < metrics["EER"] < 16.5  # d' = 2 between unit Gaussians: EER = Phi(-1) = 15.9 %

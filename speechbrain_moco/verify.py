@@ -1,6 +1,6 @@
 """Verify one pair of recordings with an exported model folder.
 
-``python -m speechbrain_moco.verify_cli a.wav b.wav --model DIR``
+``python -m speechbrain_moco.verify a.wav b.wav --model DIR``
 
 ``DIR`` is written by ``python -m speechbrain_moco.export``. The model is
 loaded with SpeechBrain's ``SpeakerRecognition.from_hparams`` (local folder,
