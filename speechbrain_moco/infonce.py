@@ -25,7 +25,7 @@ def infonce_logits(q, k, negatives, temperature=0.07):
     Returns
     -------
     logits : torch.Tensor
-        (B, 1 + K), positive in column 0, divided by T.
+        (B, 1 + K) float32, positive in column 0, divided by T.
     labels : torch.Tensor
         (B,) zeros (long).
 
@@ -40,11 +40,15 @@ def infonce_logits(q, k, negatives, temperature=0.07):
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    k = k.detach()
-    negatives = negatives.detach().to(q.dtype)
-    pos = (q * k.to(q.dtype)).sum(dim=1, keepdim=True)
-    neg = q @ negatives.t()
-    logits = torch.cat([pos, neg], dim=1) / temperature
+    # float32 whatever the autocast precision: with T = 0.07 the logits reach
+    # 1/T = 14, where bf16 keeps barely two decimals
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        q = q.float()
+        k = k.detach().float()
+        negatives = negatives.detach().float()
+        pos = (q * k).sum(dim=1, keepdim=True)
+        neg = q @ negatives.t()
+        logits = torch.cat([pos, neg], dim=1) / temperature
     labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
     return logits, labels
 

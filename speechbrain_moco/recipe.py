@@ -6,6 +6,7 @@ init -> hyperparameters -> data prep on the main process -> datasets ->
 experiment directory -> Brain -> fit -> evaluate.
 """
 
+import importlib
 import json
 import os
 import random
@@ -100,10 +101,20 @@ def prepare_experiment(hparams, hparams_file, overrides):
     return trials
 
 
-def prepare_source(hparams, index, source):
-    """Resolve one ``extra_sources`` entry: ``{data_folder, [annotation], [name], [weight]}``.
+SOURCE_PREPS = {
+    "folder": "data_prep.folder_prepare.prepare_folder",
+    "voxceleb": "data_prep.voxceleb_prepare.prepare_voxceleb",
+    "librispeech": "data_prep.librispeech_prepare.prepare_librispeech",
+    "cnceleb": "data_prep.cnceleb_prepare.prepare_cnceleb",
+}
 
-    Without ``annotation`` the folder is prepared by the recipe's prep function
+
+def prepare_source(hparams, index, source):
+    """Resolve one ``extra_sources`` entry.
+
+    ``{data_folder, [annotation], [name], [weight], [prep]}``: without
+    ``annotation`` the folder is prepared by ``prep`` (``folder``, ``voxceleb``,
+    ``librispeech`` or ``cnceleb``; default: the recipe's own prep function)
     and its training manifest is used. Speaker labels are never used.
     """
     if "data_folder" not in source:
@@ -113,9 +124,15 @@ def prepare_source(hparams, index, source):
                 "data_folder": source["data_folder"], "annotation": source.get("annotation")}
     if resolved["annotation"] is None:
         save = os.path.join(hparams["manifest_folder"], resolved["name"])
+        prep = hparams["prepare_data"]
+        if source.get("prep") is not None:
+            if source["prep"] not in SOURCE_PREPS:
+                raise ValueError(f"extra_sources[{index}]: prep must be one of {sorted(SOURCE_PREPS)}")
+            module, name = SOURCE_PREPS[source["prep"]].rsplit(".", 1)
+            prep = getattr(importlib.import_module(module), name)
         kwargs = {"data_folder": source["data_folder"], "save_folder": save, "verification_file": None}
-        run_on_main(hparams["prepare_data"], kwargs=kwargs)
-        resolved["annotation"] = hparams["prepare_data"](**kwargs, skip_prep=True)["train"]
+        run_on_main(prep, kwargs=kwargs)
+        resolved["annotation"] = prep(**kwargs, skip_prep=True)["train"]
     return resolved
 
 

@@ -99,7 +99,9 @@ def test_shared_speech_corpus_commands(shared_speech, tmp_path):
     """Both Folder commands on ../shared/data/speechocean762_dev with its trials.txt."""
     out, ev = tmp_path / "out", tmp_path / "eval"
     run(["recipes/Folder/MoCo/train_moco.py", "recipes/Folder/MoCo/hparams/moco.yaml",
-         f"--data_folder={shared_speech}", f"--output_folder={out}"]
+         f"--data_folder={shared_speech}", f"--output_folder={out}",
+         f"--noise_folder={shared_speech}/../noise", f"--rir_folder={shared_speech}/../rir",
+         "--noise_prob=1.0", "--reverb_prob=1.0"]
         + [a for a in TINY if not a.startswith(("--batch_size", "--queue_size"))]
         + ["--batch_size=32", "--queue_size=64", "--optimizer_step_limit=3"])
     run(["recipes/Folder/MoCo/verify.py", "recipes/Folder/MoCo/hparams/verification_cosine.yaml",

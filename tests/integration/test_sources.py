@@ -14,7 +14,7 @@ def test_two_sources_are_drawn_by_weight(tone_corpus, tmp_path):
     out = tmp_path / "out"
     run(["recipes/Folder/MoCo/train_moco.py", "recipes/Folder/MoCo/hparams/moco.yaml",
          f"--data_folder={tone_corpus}", f"--output_folder={out}", "--main_weight=3.0",
-         f"--extra_sources=[{{data_folder: {second}, weight: 1.0, name: second}}]"]
+         f"--extra_sources=[{{data_folder: {second}, weight: 1.0, name: second, prep: folder}}]"]
         + [a for a in TINY if "number_of_epochs" not in a] + ["--number_of_epochs=3"])
     rows = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     main = sum(r["crops_main"] for r in rows)

@@ -175,3 +175,19 @@ def test_warmup_cosine_schedule():
     assert warmup_cosine(9, 1.0, 100, 10) == pytest.approx(1.0)
     assert warmup_cosine(55, 1.0, 100, 10, 0.0) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
     assert warmup_cosine(1000, 1.0, 100, 10, 0.01) == pytest.approx(0.01)
+
+
+def test_infonce_logits_stay_float32_under_bf16_autocast():
+    torch.manual_seed(2)
+    q = F.normalize(torch.randn(4, 16), dim=1)
+    k = F.normalize(torch.randn(4, 16), dim=1)
+    neg = F.normalize(torch.randn(32, 16), dim=1)
+    ref, _ = infonce_logits(q, k, neg, 0.07)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, _ = infonce_logits(q.bfloat16(), k, neg, 0.07)
+    assert logits.dtype == torch.float32
+    # only the bf16 rounding of the input q remains, the products are float32
+    qb = q.bfloat16().float()
+    expected = torch.cat([(qb * k).sum(1, keepdim=True), qb @ neg.t()], dim=1) / 0.07
+    assert torch.allclose(logits, expected, atol=1e-5)
+    assert torch.allclose(logits, ref, atol=0.1)
