@@ -12,7 +12,7 @@ training job, checkpoints in ``save/CKPT+*``). ``DIR`` gets:
   ``modules`` and a ``pretrainer`` whose loadables have no ``paths``: they are
   read from the ``source`` folder itself, so ``DIR`` can be moved or copied;
 - ``embedding_model.ckpt``: the query encoder of the latest checkpoint (the
-  one ``recipe.load_trained_encoder`` loads), plus ``mean_var_norm.ckpt``
+  one ``verification.load_trained_encoder`` loads), plus ``mean_var_norm.ckpt``
   when the checkpoint has one (a global normaliser);
 - ``threshold.json``: the cosine decision threshold (accept when
   ``score > threshold``): ``--threshold`` if given, else ``EER_threshold`` of
@@ -108,7 +108,7 @@ def inference_yaml(train_yaml_path, loadables):
 
 
 def latest_checkpoint(pretrain_path):
-    """The checkpoint ``recipe.load_trained_encoder`` would load (most recent)."""
+    """The checkpoint ``verification.load_trained_encoder`` would load (most recent)."""
     save = os.path.join(pretrain_path, "save")
     ckpt = sb.utils.checkpoints.Checkpointer(save).find_checkpoint() if os.path.isdir(save) else None
     if ckpt is None or "embedding_model" not in ckpt.paramfiles:

@@ -16,8 +16,9 @@ import torch
 from speechbrain.inference.speaker import SpeakerRecognition
 
 from speechbrain_moco import verify
-from speechbrain_moco.recipe import load_trained_encoder, run_moco
+from speechbrain_moco.recipe import run_moco
 from speechbrain_moco.scoring import cosine_score, read_scores
+from speechbrain_moco.verification import load_trained_encoder
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TINY = ["--channels=16", "--emb_dim=16", "--n_mels=24", "--batch_size=4", "--queue_size=8",

@@ -2,7 +2,7 @@
 
 import torch
 
-from speechbrain_moco.recipe import crop_average
+from speechbrain_moco.verification import crop_average
 
 
 def first_and_len(wavs, lens):

@@ -12,7 +12,8 @@ and ``EVAL/metrics.json`` (EER in percent, normalised minDCF at p=0.01, 0.05).
 
 import sys
 
-from speechbrain_moco.recipe import run_verify, summary
+from speechbrain_moco.recipe import summary
+from speechbrain_moco.verification import run_verify
 
 if __name__ == "__main__":
     print(summary(run_verify(sys.argv[1:])))
