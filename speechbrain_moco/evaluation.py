@@ -17,7 +17,7 @@ from speechbrain_moco.manifest import read_trials, write_manifest
 from speechbrain_moco.metrics import verification_metrics
 from speechbrain_moco.plots import plot_eval_folder
 from speechbrain_moco.score_norm import normalize_scores
-from speechbrain_moco.scoring import write_metrics, write_scores
+from speechbrain_moco.scoring import trial_index, write_metrics, write_scores
 
 logger = get_logger(__name__)
 
@@ -84,9 +84,7 @@ def evaluate_trials(trials_path, data_folder, embed_fn, out_dir, device="cpu",
     data = utterance_dataset(csv_path, data_folder, sample_rate)
     ids, emb = cached_embeddings(data, embed_fn, os.path.join(out_dir, "embeddings.pt"), cache_key,
                                  device, batch_size, progress)
-    index = {uid: i for i, uid in enumerate(ids)}
-    e_idx = torch.tensor([index[t[1]] for t in trials])
-    t_idx = torch.tensor([index[t[2]] for t in trials])
+    e_idx, t_idx = trial_index(trials, ids)
     scorer = scorer or CosineScorer()
     scores = scorer.score(emb[e_idx], emb[t_idx])
     if score_norm:

@@ -51,6 +51,23 @@ def cosine_score(enrol, test, mean=None):
     return (enrol * test).sum(dim=1)
 
 
+def trial_index(trials, ids):
+    """Row indices of each trial's enrolment and test utterance in ``ids``.
+
+    Example
+    -------
+    >>> trial_index([(1, "b", "a"), (0, "a", "c")], ["a", "b", "c"])
+    (tensor([1, 0]), tensor([0, 2]))
+    """
+    position = {uid: i for i, uid in enumerate(ids)}
+    for _, enrol_id, test_id in trials:
+        for utt in (enrol_id, test_id):
+            if utt not in position:
+                raise KeyError(f"no embedding for utterance id {utt!r}")
+    return (torch.tensor([position[t[1]] for t in trials], dtype=torch.long),
+            torch.tensor([position[t[2]] for t in trials], dtype=torch.long))
+
+
 def score_trials(trials, embeddings, mean=None):
     """Cosine scores of a trial list, computed in one batched operation.
 
@@ -74,18 +91,12 @@ def score_trials(trials, embeddings, mean=None):
     >>> score_trials([(1, "a", "a"), (0, "a", "b")], emb)
     tensor([1., 0.])
     """
-    index = {}
-    for _, enrol_id, test_id in trials:
-        for utt in (enrol_id, test_id):
-            if utt not in index:
-                if utt not in embeddings:
-                    raise KeyError(f"no embedding for utterance id {utt!r}")
-                index[utt] = len(index)
-    if not index:
+    if not trials:
         return torch.zeros(0)
-    matrix = torch.stack([embeddings[utt].reshape(-1) for utt in index])
-    enrol_idx = torch.tensor([index[t[1]] for t in trials])
-    test_idx = torch.tensor([index[t[2]] for t in trials])
+    used = list(dict.fromkeys(u for t in trials for u in t[1:]))
+    ids = [u for u in used if u in embeddings]
+    enrol_idx, test_idx = trial_index(trials, ids)
+    matrix = torch.stack([embeddings[utt].reshape(-1) for utt in ids])
     return cosine_score(matrix[enrol_idx], matrix[test_idx], mean=mean)
 
 
