@@ -4,76 +4,49 @@ Query branch: Fbank -> mean/var norm -> ``embedding_model`` -> ``projector``.
 Key branch: ``key_model`` -> ``key_projector``, momentum copies with no
 gradient. ``compute_forward`` has no side effects (validation calls it too);
 the momentum update and the enqueue happen in ``on_fit_batch_end`` only.
+The training loop it shares with the supervised trainer is in
+``speechbrain_moco.trainer.EmbeddingBrain``.
 
 Modules expected in ``modules``: ``compute_features``, ``mean_var_norm``,
 ``embedding_model``, ``projector``, ``key_model``, ``key_projector``, ``queue``.
 """
 
 import collections
-import json
-import os
-import zlib
 
 import speechbrain as sb
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
-from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_moco.checkpoint import RNGState
 from speechbrain_moco.dataio import manifest_durations, stack_views
 from speechbrain_moco.distributed import all_gather_nograd, batch_shuffle, batch_unshuffle, world_size
 from speechbrain_moco.encoder import embed
 from speechbrain_moco.infonce import infonce_logits, infonce_loss, topk_accuracy
 from speechbrain_moco.momentum import ema_update, make_key_twin, momentum_at
-from speechbrain_moco.schedule import warmup_cosine
-from speechbrain_moco.startup import check_batch, check_crops, check_encoder, is_architecture_mismatch
+from speechbrain_moco.startup import check_batch, check_crops
+from speechbrain_moco.trainer import EmbeddingBrain, skipped_audio  # noqa: F401 (re-export)
 
 logger = get_logger(__name__)
 
 
-class MoCoBrain(sb.core.Brain):
+class MoCoBrain(EmbeddingBrain):
     """Momentum Contrast trainer (see module docstring for the modules)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.optimizer_step_limit is not None:  # SpeechBrain 1.1.2 leaves the CLI value a str
-            self.optimizer_step_limit = int(self.optimizer_step_limit)
         make_key_twin(self.modules.embedding_model, self.modules.key_model)
         make_key_twin(self.modules.projector, self.modules.key_projector)
-        self.steps_per_epoch = None
-        self.skipped_steps = 0  # non-finite losses skipped, in total
-        self.nonfinite_in_a_row = 0
-        if self.checkpointer is not None:
-            self.checkpointer.add_recoverable("rng", RNGState())
+        self.source_counts = collections.Counter()
+
+    def embedding_dim(self):
+        """The queue's key size."""
+        return self.modules.queue.dim
+
+    def epoch_crops(self):
+        """The two-crop generator of the data pipeline."""
+        return self.hparams.two_crops
 
     # ------------------------------------------------------------------ forward
-    def features(self, wavs, lengths, stage):
-        """Fbank + sentence mean/var normalisation (+ SpecAugment in training)."""
-        feats = self.modules.compute_features(wavs)
-        feats = self.modules.mean_var_norm(feats, lengths)
-        spec_augment = getattr(self.hparams, "spec_augment", None)
-        if stage == sb.Stage.TRAIN and spec_augment is not None:
-            feats = spec_augment(feats)
-        return feats
-
-    def encode(self, wavs, lengths):
-        """Query-encoder embeddings (B, D) of waveforms, no projection head."""
-        feats = self.features(wavs, lengths, sb.Stage.TEST)
-        return embed(self.modules.embedding_model, feats, lengths)
-
-    def augment(self, wavs, lengths):
-        """Augment both views, each row independently, reproducibly per step."""
-        augmenter = getattr(self.hparams, "augment", None)
-        if augmenter is None:
-            return wavs
-        devices = [wavs.device] if wavs.device.type == "cuda" else []
-        rank = os.environ.get("RANK", 0)
-        seed = zlib.crc32(f"{self.hparams.seed}:{self.optimizer_step}:{self.step}:{rank}".encode())
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            return augmenter(wavs, lengths)
 
     def compute_forward(self, batch, stage):
         """Return ``{"logits", "labels", "keys"}`` for a two-view batch."""
@@ -95,6 +68,7 @@ class MoCoBrain(sb.core.Brain):
         )
         return {"logits": logits, "labels": labels, "keys": k}
 
+
     def compute_objectives(self, outputs, batch, stage):
         """InfoNCE loss; accumulates the (K+1)-way top-1 accuracy."""
         loss = infonce_loss(outputs["logits"], outputs["labels"])
@@ -103,7 +77,9 @@ class MoCoBrain(sb.core.Brain):
         self.acc_count += n
         return loss
 
+
     # ------------------------------------------------------------- side effects
+
     def current_momentum(self):
         """Momentum for the current optimiser step (pure function of it)."""
         return momentum_at(
@@ -113,22 +89,6 @@ class MoCoBrain(sb.core.Brain):
             self.total_steps(),
         )
 
-    def total_steps(self):
-        """Optimiser steps of the whole run."""
-        steps = self.steps_per_epoch or 1
-        return max(steps * self.hparams.number_of_epochs // self.grad_accumulation_factor, 1)
-
-    def on_fit_batch_start(self, batch, should_step):
-        """Set the learning rate of this step (warm-up + cosine)."""
-        lr = warmup_cosine(
-            self.optimizer_step,
-            self.hparams.lr,
-            self.total_steps(),
-            self.hparams.warmup_epochs * (self.steps_per_epoch or 1) // self.grad_accumulation_factor,
-            self.hparams.final_lr,
-        )
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
         """Momentum update of the key branch, then enqueue the global keys."""
@@ -140,63 +100,8 @@ class MoCoBrain(sb.core.Brain):
         if hasattr(batch, "source"):
             self.source_counts.update(batch.source)
 
+
     # ------------------------------------------------------------ optimisation
-    def fit_batch(self, batch):
-        """One training step; a non-finite loss skips the step on every rank.
-
-        The skipped step has no side effect (no update, no EMA, no enqueue, and
-        the batch-norm statistics it moved are restored); after
-        ``nonfinite_patience`` non-finite losses in a row the run stops.
-        """
-        should_step = (self.step % self.grad_accumulation_factor) == 0
-        self.on_fit_batch_start(batch, should_step)
-        # batch-norm statistics move during the forward pass: keep them to undo a bad step
-        stats = [(b, b.detach().clone()) for name, m in self.modules.items() if name != "queue"
-                 for b in m.buffers()]
-        with self.no_sync(not should_step):
-            with self.training_ctx:
-                outputs = self.compute_forward(batch, sb.Stage.TRAIN)
-                loss = self.compute_objectives(outputs, batch, sb.Stage.TRAIN)
-            if not self.all_finite(loss):
-                for buffer, saved in stats:
-                    buffer.copy_(saved)
-                self.skip_step(loss)
-                return loss.detach().cpu()
-            self.nonfinite_in_a_row = 0
-            self.scaler.scale(loss / self.grad_accumulation_factor).backward()
-        if should_step:
-            self.optimizers_step()
-        self.on_fit_batch_end(batch, outputs, loss, should_step)
-        return loss.detach().cpu()
-
-    def all_finite(self, loss):
-        """True when the loss is finite on every process."""
-        bad = torch.tensor(0.0 if torch.isfinite(loss.detach()).all() else 1.0, device=self.device)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-        return float(bad) == 0.0
-
-    def skip_step(self, loss):
-        """Count a non-finite step, drop its gradients, stop if patience is spent."""
-        self.skipped_steps += 1
-        self.nonfinite_in_a_row += 1
-        self.zero_grad(set_to_none=True)
-        logger.warning("non-finite loss (%s) at step %d: step skipped (%d skipped so far)",
-                       float(loss.detach()), self.step, self.skipped_steps)
-        if self.nonfinite_in_a_row > self.nonfinite_patience:
-            raise RuntimeError(
-                f"{self.nonfinite_in_a_row} non-finite losses in a row (nonfinite_patience="
-                f"{self.nonfinite_patience}): stopping. Lower --lr, check the input audio, or "
-                "use --precision=fp32; the last good checkpoint is in the save folder."
-            )
-
-    def init_optimizers(self):
-        """Give the optimiser the trainable parameters only (no key branch)."""
-        params = [p for p in self.modules.parameters() if p.requires_grad]
-        self.optimizer = self.opt_class(params)
-        self.optimizers_dict = {"opt_class": self.optimizer}
-        if self.checkpointer is not None:
-            self.checkpointer.add_recoverable("optimizer", self.optimizer)
 
     def fit(self, epoch_counter, train_set, valid_set=None, progressbar=None,
             train_loader_kwargs={}, valid_loader_kwargs={}):
@@ -218,6 +123,7 @@ class MoCoBrain(sb.core.Brain):
         super().fit(epoch_counter, train_set, valid_set, progressbar,
                     train_loader_kwargs, valid_loader_kwargs)
 
+
     def _wrap_distributed(self):
         """DDP-wrap the trainable modules, keeping per-process batch norm.
 
@@ -238,80 +144,19 @@ class MoCoBrain(sb.core.Brain):
                     module, device_ids=ids, find_unused_parameters=self.find_unused_parameters
                 )
 
-    def on_fit_start(self):
-        """Check the encoder contract, then resume with a clear architecture error."""
-        check_encoder(lambda w, n: self.features(w, n, sb.Stage.TEST), self.modules.embedding_model,
-                      self.modules.queue.dim, self.hparams.sample_rate, self.device)
-        try:
-            super().on_fit_start()
-        except RuntimeError as err:
-            if not is_architecture_mismatch(err):
-                raise
-            raise ValueError(
-                f"the checkpoint in {self.checkpointer.checkpoints_dir} was written by another "
-                f"architecture than this yaml builds; use another --output_folder ({str(err)[:300]})"
-            ) from err
 
     # ------------------------------------------------------------------ stages
     def on_stage_start(self, stage, epoch=None):
-        """Reset accuracy counters and select the crops of this epoch."""
-        self.acc_sum, self.acc_count = 0.0, 0
+        """Crops of this epoch; per-source counters and the weighted sampler's epoch."""
+        super().on_stage_start(stage, epoch)
         if stage == sb.Stage.TRAIN:
-            self.hparams.two_crops.set_epoch(epoch)
             self.source_counts = collections.Counter()
             sampler = getattr(self, "source_sampler", None)
             if sampler is not None and self.train_sampler is None:  # SpeechBrain sets the others
                 sampler.set_epoch(epoch)
-        else:
-            self.hparams.two_crops.set_epoch(-1)  # same validation crops every epoch
 
-    def on_stage_end(self, stage, stage_loss, epoch=None):
-        """Log loss, accuracy, lr and momentum; checkpoint after each epoch."""
-        stats = {"loss": stage_loss, "acc": self.acc_sum / max(self.acc_count, 1)}
-        if stage == sb.Stage.TEST:  # evaluate(): report only, no checkpoint
-            self.hparams.train_logger.log_stats(
-                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
-            )
-            return
-        if stage == sb.Stage.TRAIN:
-            self.train_stats = stats
-            if getattr(self, "valid_expected", False):
-                return
-        epoch_stats = {
-            "epoch": epoch,
-            "lr": self.optimizer.param_groups[0]["lr"],
-            "momentum": self.current_momentum(),
-            "queue_filled": int(self.modules.queue.filled),
-            "skipped_audio": skipped_audio(self.hparams.output_folder),
-        }
-        if self.source_counts:  # crops drawn from each source this epoch (this process)
-            epoch_stats.update({f"crops_{k}": v for k, v in sorted(self.source_counts.items())})
-        valid_stats = stats if stage == sb.Stage.VALID else None
-        self.hparams.train_logger.log_stats(
-            stats_meta=epoch_stats, train_stats=self.train_stats, valid_stats=valid_stats
-        )
-        self.write_history(epoch_stats, self.train_stats, valid_stats)
-        self.checkpointer.save_and_keep_only(
-            meta={"loss": (valid_stats or self.train_stats)["loss"], "epoch": epoch},
-            num_to_keep=self.hparams.keep_checkpoints,
-        )
-
-    def write_history(self, meta, train, valid):
-        """Append one JSON line per epoch to ``<output_folder>/history.jsonl``."""
-        if not if_main_process():
-            return
-        row = dict(meta, train_loss=train["loss"], train_acc=train["acc"])
-        if valid is not None:
-            row.update(valid_loss=valid["loss"], valid_acc=valid["acc"])
-        path = os.path.join(self.hparams.output_folder, "history.jsonl")
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-
-
-def skipped_audio(output_folder):
-    """Number of distinct unreadable utterances skipped so far (see the report)."""
-    path = os.path.join(output_folder, "skipped_audio.txt")
-    if not os.path.exists(path):
-        return 0
-    with open(path, encoding="utf-8") as f:
-        return len({line.split("\t")[0] for line in f if line.strip()})
+    def epoch_meta(self):
+        """Momentum, queue fill and the crops drawn from each source (this process)."""
+        meta = {"momentum": self.current_momentum(), "queue_filled": int(self.modules.queue.filled)}
+        meta.update({f"crops_{k}": v for k, v in sorted(self.source_counts.items())})
+        return meta

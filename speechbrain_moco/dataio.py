@@ -18,6 +18,8 @@ from speechbrain_moco.audio import audio_frames, load_audio
 class TwoCrops:
     """Draw two random crops of ``crop_seconds`` from one utterance.
 
+    ``n_views=1`` draws a single crop (the supervised trainer's pipeline).
+
     Utterances shorter than a crop are wrapped around (tiled from a random
     offset) to the crop length, never dropped.
 
@@ -29,6 +31,8 @@ class TwoCrops:
         Audio sample rate.
     seed : int
         Base seed of the crop generator.
+    n_views : int
+        Crops drawn per utterance (2 for MoCo).
 
     Example
     -------
@@ -39,9 +43,12 @@ class TwoCrops:
     False
     """
 
-    def __init__(self, crop_seconds=2.0, sample_rate=16000, seed=1234):
+    def __init__(self, crop_seconds=2.0, sample_rate=16000, seed=1234, n_views=2):
         if crop_seconds <= 0:
             raise ValueError(f"crop_seconds must be > 0, got {crop_seconds}")
+        if n_views < 1:
+            raise ValueError(f"n_views must be >= 1, got {n_views}")
+        self.n_views = int(n_views)
         self.crop = int(round(crop_seconds * sample_rate))
         self.sample_rate = sample_rate
         self.seed = seed
@@ -52,13 +59,13 @@ class TwoCrops:
         self.epoch = int(epoch)
 
     def offsets(self, uid, n_samples):
-        """Two crop offsets in ``[0, n_samples - crop]`` (or wrap offsets)."""
+        """``n_views`` crop offsets in ``[0, n_samples - crop]`` (or wrap offsets)."""
         rng = random.Random(zlib.crc32(f"{self.seed}:{self.epoch}:{uid}".encode()))
         high = max(n_samples - self.crop, 0) if n_samples >= self.crop else n_samples - 1
-        return rng.randint(0, high), rng.randint(0, high)
+        return tuple(rng.randint(0, high) for _ in range(self.n_views))
 
     def __call__(self, path, start, stop, uid):
-        """Return two (crop,) float tensors of one utterance."""
+        """Return ``n_views`` (crop,) float tensors of one utterance."""
         start = int(start)
         stop = int(stop) if int(stop) > 0 else audio_frames(path)
         n = stop - start
@@ -104,6 +111,35 @@ def two_view_dataset(csv_path, data_folder, two_crops):
     for item in (crops, first, second):
         data.add_dynamic_item(item)
     data.set_output_keys(["id", "view1", "view2"])
+    return data
+
+
+def labelled_crop_dataset(csv_path, data_folder, crops, label_encoder):
+    """DynamicItemDataset of one random crop ``sig`` and ``spk_id_encoded`` per row.
+
+    ``crops`` is a ``TwoCrops(n_views=1)``; ``label_encoder`` a fitted
+    SpeechBrain ``CategoricalEncoder`` (a speaker it does not know is an error
+    naming the manifest).
+    """
+    data = sb.dataio.dataset.DynamicItemDataset.from_csv(
+        csv_path=csv_path, replacements={"data_root": data_folder}
+    )
+
+    @sb.utils.data_pipeline.takes("id", "wav", "start", "stop")
+    @sb.utils.data_pipeline.provides("sig")
+    def crop(uid, wav, start, stop):
+        return crops(wav, start, stop, uid)[0]
+
+    @sb.utils.data_pipeline.takes("spk_id")
+    @sb.utils.data_pipeline.provides("spk_id_encoded")
+    def label(spk_id):
+        if spk_id not in label_encoder.lab2ind:
+            raise KeyError(f"{csv_path}: speaker {spk_id!r} is not among the training speakers")
+        return torch.LongTensor([label_encoder.lab2ind[spk_id]])
+
+    data.add_dynamic_item(crop)
+    data.add_dynamic_item(label)
+    data.set_output_keys(["id", "sig", "spk_id_encoded"])
     return data
 
 

@@ -1,0 +1,132 @@
+"""Split a folder-per-speaker corpus by speaker into train and test halves.
+
+Nothing is copied: the split is a set of trial lists that name only test
+speakers. Given to a recipe as ``--verification_file``, such a list removes
+its speakers from training (``prepare_folder`` excludes trial speakers), so
+train and test share no speaker.
+
+For every trial list of the corpus (``trials.txt``, ``trials_hard.txt`` ...)
+the trials whose two utterances both belong to test speakers are kept, so the
+lists keep their construction rules (e.g. same-gender non-targets). A corpus
+without trial lists gets a generated ``trials.txt`` on the test speakers.
+
+``python -m data_prep.speaker_split --data_folder ROOT --output_folder SPLIT
+[--test_fraction 0.5] [--seed 0]`` writes ``SPLIT/<list>.txt`` and
+``SPLIT/split.json`` (speakers of each half, trial counts).
+
+Example
+-------
+>>> from data_prep.synthetic_corpus import generate_corpus
+>>> root = getfixture("tmp_path") / "corpus"
+>>> _ = generate_corpus(root, n_speakers=6, n_held_out=2, utts_per_speaker=3,
+...                     min_dur=0.3, max_dur=0.4, n_target_per_spk=2)
+>>> info = split_speakers(root, root / "split", test_fraction=0.5, seed=0, trial_files=[])
+>>> len(info["test_speakers"]), len(info["train_speakers"])
+(3, 3)
+>>> trials = (root / "split" / "trials.txt").read_text().split()
+>>> all(p.split("/")[0] in info["test_speakers"] for p in trials[1::3] + trials[2::3])
+True
+"""
+
+import argparse
+import json
+import os
+import random
+
+import numpy as np
+
+from speechbrain_moco.audio import list_audio_files
+from speechbrain_moco.manifest import read_trials
+
+
+def corpus_speakers(data_folder, extensions=(".wav", ".flac")):
+    """Speaker folder -> sorted relative audio paths, for folders holding audio."""
+    speakers = {}
+    for name in sorted(os.listdir(data_folder)):
+        folder = os.path.join(data_folder, name)
+        if not os.path.isdir(folder):
+            continue
+        files = sorted(os.path.relpath(p, data_folder).replace(os.sep, "/")
+                       for p in list_audio_files(folder, extensions))
+        if files:
+            speakers[name] = files
+    return speakers
+
+
+def split_speakers(data_folder, output_folder, test_fraction=0.5, seed=0,
+                   trial_files=None, n_target_per_spk=16):
+    """Choose test speakers and write their trial lists; returns the ``split.json`` dict.
+
+    Arguments
+    ---------
+    data_folder : str
+        Corpus root (``<root>/<speaker>/**/*.wav|flac``).
+    output_folder : str
+        Where the filtered lists and ``split.json`` are written.
+    test_fraction : float
+        Fraction of speakers (rounded, at least 2 and at most all but 2) held out.
+    seed : int
+        Seed of the speaker draw (``random.Random(seed)`` over sorted speakers).
+    trial_files : list of str, optional
+        Lists relative to ``data_folder`` to filter; default: every ``trials*.txt``
+        at its top level. When there is none (or ``[]``), ``trials.txt`` is generated.
+    n_target_per_spk : int
+        Target trials per test speaker of a generated list.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    speakers = corpus_speakers(data_folder)
+    if len(speakers) < 4:
+        raise ValueError(f"{data_folder}: {len(speakers)} speaker folders; a split needs at least 4")
+    n_test = min(max(2, round(test_fraction * len(speakers))), len(speakers) - 2)
+    test = sorted(random.Random(seed).sample(sorted(speakers), n_test))
+    test_set = set(test)
+    os.makedirs(output_folder, exist_ok=True)
+    if trial_files is None:
+        trial_files = sorted(f for f in os.listdir(data_folder)
+                             if f.startswith("trials") and f.endswith(".txt"))
+    lists = {}
+    for name in trial_files:
+        kept = [t for t in read_trials(os.path.join(data_folder, name))
+                if t[1].split("/")[0] in test_set and t[2].split("/")[0] in test_set]
+        lists[os.path.basename(name)] = kept
+    if not lists:
+        from data_prep.synthetic_corpus import make_trials
+
+        lists["trials.txt"] = make_trials({s: speakers[s] for s in test}, n_target_per_spk,
+                                          np.random.default_rng(seed))
+    counts = {}
+    for name, trials in lists.items():
+        n_target = sum(1 for t in trials if t[0] == 1)
+        if n_target == 0 or n_target == len(trials):
+            raise ValueError(f"{name}: the test speakers leave {n_target} target and "
+                             f"{len(trials) - n_target} non-target trials; change --seed or "
+                             "--test_fraction")
+        with open(os.path.join(output_folder, name), "w", encoding="utf-8") as f:
+            f.writelines(f"{label} {a} {b}\n" for label, a, b in trials)
+        counts[name] = {"target": n_target, "nontarget": len(trials) - n_target}
+    info = {"data_folder": os.path.abspath(data_folder), "seed": seed,
+            "test_fraction": test_fraction, "test_speakers": test,
+            "train_speakers": sorted(set(speakers) - test_set), "trials": counts,
+            "trial_files": {name: os.path.abspath(os.path.join(output_folder, name)) for name in counts}}
+    with open(os.path.join(output_folder, "split.json"), "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=2)
+    return info
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data_folder", required=True)
+    parser.add_argument("--output_folder", required=True)
+    parser.add_argument("--test_fraction", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--trial_files", nargs="*", default=None)
+    args = parser.parse_args(argv)
+    info = split_speakers(args.data_folder, args.output_folder, args.test_fraction, args.seed,
+                          args.trial_files)
+    print(json.dumps({"train_speakers": len(info["train_speakers"]),
+                      "test_speakers": len(info["test_speakers"]), "trials": info["trials"]}))
+
+
+if __name__ == "__main__":
+    main()

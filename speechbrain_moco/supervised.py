@@ -1,0 +1,230 @@
+"""Supervised speaker-embedding training (AAM-softmax) and MoCo initialisation.
+
+The pretraining scenario of Ding, He and Wan (2020): the MoCo query encoder
+initialises supervised training (``--init_from``), which is otherwise identical
+to training from scratch. The same trainer learns from pseudo-labels
+(``speechbrain_moco.pseudo_labels``) for label-free refinement.
+
+``SpeakerBrain`` shares the training loop of ``MoCoBrain`` (``EmbeddingBrain``):
+Fbank front-end, per-row augmentation, warm-up + cosine lr, non-finite skip,
+``history.jsonl``, atomic checkpoints. The encoder is saved as
+``embedding_model``, so ``verify.py --pretrain_path=OUT`` scores a supervised
+run exactly like a MoCo run.
+
+Modules expected: ``compute_features``, ``mean_var_norm``, ``embedding_model``,
+``classifier`` (built by ``run_supervised`` once the number of speakers is known).
+"""
+
+import json
+import os
+import sys
+
+import speechbrain as sb
+import torch
+from speechbrain.dataio.encoder import CategoricalEncoder
+from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.logger import get_logger
+
+from speechbrain_moco.dataio import labelled_crop_dataset, manifest_durations
+from speechbrain_moco.distributed import world_size
+from speechbrain_moco.encoder import embed
+from speechbrain_moco.manifest import read_manifest
+from speechbrain_moco.sources import SkippingDataset
+from speechbrain_moco.startup import check_crops
+from speechbrain_moco.trainer import EmbeddingBrain
+
+logger = get_logger(__name__)
+
+
+class SpeakerBrain(EmbeddingBrain):
+    """AAM-softmax speaker classification on one random crop per utterance.
+
+    With ``freeze_epochs: N`` the encoder is frozen (no gradient, batch-norm in
+    eval mode) for the first N epochs, so only the classifier learns.
+    """
+
+    def embedding_dim(self):
+        return self.hparams.emb_dim
+
+    def epoch_crops(self):
+        return self.hparams.crops
+
+    def frozen(self, stage):
+        """True while the encoder is frozen (training epochs <= ``freeze_epochs``)."""
+        epoch = self.hparams.epoch_counter.current
+        return stage == sb.Stage.TRAIN and epoch <= getattr(self.hparams, "freeze_epochs", 0)
+
+    def compute_forward(self, batch, stage):
+        """Return ``(cosine logits (B, 1, C), embeddings (B, D))``."""
+        batch = batch.to(self.device)
+        wavs, lengths = batch.sig
+        if stage == sb.Stage.TRAIN:
+            wavs = self.augment(wavs, lengths)
+        feats = self.features(wavs, lengths, stage)
+        if self.frozen(stage):
+            self.modules.embedding_model.eval()
+            with torch.no_grad():
+                emb = embed(self.modules.embedding_model, feats, lengths)
+        else:
+            emb = embed(self.modules.embedding_model, feats, lengths)
+        return self.modules.classifier(emb.unsqueeze(1)), emb
+
+    def compute_objectives(self, predictions, batch, stage):
+        """AAM-softmax loss; accumulates the classification accuracy."""
+        logits, _ = predictions
+        spk, _ = batch.spk_id_encoded
+        loss = self.hparams.compute_cost(logits, spk)
+        hits = (logits.detach().squeeze(1).argmax(dim=-1) == spk.squeeze(1)).float()
+        self.acc_sum += float(hits.sum())
+        self.acc_count += hits.numel()
+        return loss
+
+    def epoch_meta(self):
+        return {"encoder_frozen": self.frozen(sb.Stage.TRAIN)}
+
+    def fit(self, epoch_counter, train_set, valid_set=None, progressbar=None,
+            train_loader_kwargs={}, valid_loader_kwargs={}):
+        """Check the crops and the batch against the data, then SpeechBrain's fit."""
+        train_loader_kwargs = dict(train_loader_kwargs, collate_fn=train_loader_kwargs.get(
+            "collate_fn", sb.dataio.batch.PaddedBatch))
+        if not isinstance(train_set, torch.utils.data.DataLoader):
+            check_crops(manifest_durations(train_set), self.hparams.crops.crop / self.hparams.crops.sample_rate)
+            batch = train_loader_kwargs.get("batch_size", 1)
+            if len(train_set) < batch * world_size():
+                raise ValueError(f"the training set has {len(train_set)} utterances, fewer than one "
+                                 f"global batch ({batch} x {world_size()}): lower --batch_size")
+            train_set = self.make_dataloader(train_set, stage=sb.Stage.TRAIN, **train_loader_kwargs)
+        self.steps_per_epoch = len(train_set)
+        self.valid_expected = valid_set is not None
+        super().fit(epoch_counter, train_set, valid_set, progressbar,
+                    train_loader_kwargs, valid_loader_kwargs)
+
+
+# ----------------------------------------------------------------- init_from
+def init_checkpoint_path(init_from):
+    """The ``embedding_model.ckpt`` that ``--init_from`` names.
+
+    Accepts a training ``--output_folder`` (MoCo or supervised: the latest
+    checkpoint of ``save/``, the one ``verify.py`` loads), an exported model
+    folder (``speechbrain_moco.export``), a ``CKPT+*`` folder, or the ``.ckpt``
+    file itself.
+    """
+    if os.path.isfile(init_from):
+        return init_from
+    if not os.path.isdir(init_from):
+        raise FileNotFoundError(f"--init_from={init_from}: no such file or folder")
+    direct = os.path.join(init_from, "embedding_model.ckpt")
+    if os.path.isfile(direct):
+        return direct
+    save = os.path.join(init_from, "save")
+    if os.path.isdir(save):
+        ckpt = sb.utils.checkpoints.Checkpointer(save).find_checkpoint()
+        if ckpt is not None and os.path.isfile(os.path.join(ckpt.path, "embedding_model.ckpt")):
+            return os.path.join(ckpt.path, "embedding_model.ckpt")
+    raise FileNotFoundError(f"--init_from={init_from}: no embedding_model.ckpt in it nor in a "
+                            "checkpoint of its save/ folder (is it a training --output_folder?)")
+
+
+def state_dict_mismatches(expected, found):
+    """Human-readable differences between two state dicts (keys and shapes)."""
+    problems = [f"missing {k} {tuple(v.shape)}" for k, v in expected.items() if k not in found]
+    problems += [f"unexpected {k} {tuple(v.shape)}" for k, v in found.items() if k not in expected]
+    problems += [f"{k}: checkpoint {tuple(found[k].shape)} vs model {tuple(v.shape)}"
+                 for k, v in expected.items() if k in found and found[k].shape != v.shape]
+    return problems
+
+
+def load_encoder_init(encoder, init_from):
+    """Load the (MoCo query) encoder weights ``init_from`` names into ``encoder``.
+
+    Strict: every parameter and buffer must exist with the same shape, else a
+    ``ValueError`` lists the differences. Returns the checkpoint file loaded.
+    """
+    path = init_checkpoint_path(init_from)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    problems = state_dict_mismatches(encoder.state_dict(), state)
+    if problems:
+        shown = "; ".join(problems[:6]) + (f"; ... ({len(problems)} in all)" if len(problems) > 6 else "")
+        raise ValueError(f"--init_from={init_from}: {path} does not fit the embedding_model this yaml "
+                         f"builds (same architecture, channels, emb_dim and n_mels needed): {shown}")
+    encoder.load_state_dict(state, strict=True)
+    logger.info("embedding_model initialised from %s", path)
+    return path
+
+
+# ---------------------------------------------------------------------- data
+def label_encoder_for(hparams):
+    """Speaker-label encoder of the training manifest, saved once in ``save_folder``."""
+    path = os.path.join(hparams["save_folder"], "label_encoder.txt")
+
+    def create():
+        os.makedirs(hparams["save_folder"], exist_ok=True)
+        speakers = sorted({row["spk_id"] for row in read_manifest(hparams["train_annotation"])})
+        CategoricalEncoder().load_or_create(path, from_iterables=[speakers])
+
+    run_on_main(create)
+    encoder = CategoricalEncoder()
+    encoder.load(path)
+    return encoder
+
+
+def supervised_dataio_prep(hparams, label_encoder):
+    """Training (skipping unreadable audio) and validation sets of labelled crops."""
+    report = os.path.join(hparams["output_folder"], "skipped_audio.txt")
+    train = labelled_crop_dataset(hparams["train_annotation"], hparams["data_folder"],
+                                  hparams["crops"], label_encoder)
+    valid = hparams["valid_annotation"]
+    if valid is not None:
+        rows = read_manifest(valid)
+        unknown = sorted({r["spk_id"] for r in rows} - set(label_encoder.lab2ind))
+        if unknown:
+            raise ValueError(f"{valid}: speakers not in the training manifest: {unknown[:5]}")
+        valid = labelled_crop_dataset(valid, hparams["data_folder"], hparams["crops"], label_encoder)
+    return SkippingDataset(train, report), valid
+
+
+# -------------------------------------------------------------------- recipe
+def run_supervised(argv=None):
+    """``python train_speaker_embeddings.py hparams/train_ecapa.yaml --data_folder=ROOT
+    --output_folder=OUT [--init_from=MOCO_OUT]``.
+
+    Returns ``(brain, metrics, baseline)`` as ``recipe.run_moco``.
+    """
+    from speechbrain_moco.recipe import evaluate_run, load_hparams, prepare_experiment
+
+    argv = sys.argv[1:] if argv is None else argv
+    hparams_file, run_opts, overrides, hparams = load_hparams(argv)
+    trials = prepare_experiment(hparams, hparams_file, overrides)
+    if hparams.get("extra_sources"):
+        raise ValueError("extra_sources are unlabelled: the supervised recipe trains on "
+                         "train_annotation only (use pseudo_labels.py to label them)")
+    labels = label_encoder_for(hparams)
+    n_speakers = len(labels.lab2ind)
+    if n_speakers < 2:
+        raise ValueError(f"{hparams['train_annotation']}: {n_speakers} speaker(s); "
+                         "supervised training needs at least 2")
+    classifier = hparams["classifier"](out_neurons=n_speakers)
+    hparams["modules"]["classifier"] = classifier
+    hparams["checkpointer"].add_recoverable("classifier", classifier)
+    init = hparams.get("init_from")
+    init_path = load_encoder_init(hparams["embedding_model"], init) if init else None
+    if if_main_process():
+        info_path = os.path.join(hparams["output_folder"], "run_info.json")
+        with open(info_path, encoding="utf-8") as f:
+            info = json.load(f)
+        info.update(init_from=init and os.path.abspath(init), init_checkpoint=init_path,
+                    n_speakers=n_speakers,
+                    valid_annotation=hparams["valid_annotation"] and os.path.abspath(
+                        hparams["valid_annotation"]))
+        with open(info_path, "w", encoding="utf-8") as f:
+            json.dump(info, f, indent=2)
+    train_set, valid_set = supervised_dataio_prep(hparams, labels)
+    brain = SpeakerBrain(modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
+                         run_opts=run_opts, checkpointer=hparams["checkpointer"])
+    brain.fit(brain.hparams.epoch_counter, train_set, valid_set,
+              train_loader_kwargs=hparams["train_dataloader_options"],
+              valid_loader_kwargs=hparams["valid_dataloader_options"])
+    if trials is None or not if_main_process():
+        return brain, None, None
+    metrics, baseline = evaluate_run(brain, hparams, trials)
+    return brain, metrics, baseline
