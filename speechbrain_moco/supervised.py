@@ -88,7 +88,8 @@ class SpeakerBrain(EmbeddingBrain):
         train_loader_kwargs = dict(train_loader_kwargs, collate_fn=train_loader_kwargs.get(
             "collate_fn", sb.dataio.batch.PaddedBatch))
         if not isinstance(train_set, torch.utils.data.DataLoader):
-            check_crops(manifest_durations(train_set), self.hparams.crops.crop / self.hparams.crops.sample_rate)
+            crops = self.hparams.crops
+            check_crops(manifest_durations(train_set), crops.crop / crops.sample_rate)
             batch = train_loader_kwargs.get("batch_size", 1)
             if len(train_set) < batch * world_size():
                 raise ValueError(f"the training set has {len(train_set)} utterances, fewer than one "
