@@ -187,12 +187,18 @@ def cluster_pseudo_labels(embeddings, n_clusters, method="kmeans", seed=0):
     """
     from sklearn.cluster import AgglomerativeClustering, MiniBatchKMeans
 
-    x = _as_numpy(embeddings)
+    x = _as_numpy(embeddings) if not isinstance(embeddings, np.ndarray) else embeddings
+    if x.ndim != 2:
+        raise ValueError(f"expected (N, D) embeddings, got shape {x.shape}")
     if not 1 <= n_clusters <= x.shape[0]:
         raise ValueError(f"n_clusters={n_clusters} must be in [1, {x.shape[0]}]")
+    # float32 halves the memory at VoxCeleb2 scale (1 M x 192: 0.77 GB)
+    x = x.astype(np.float32, copy=False)
     x = x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
     if method == "kmeans":
-        model = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=3,
+        # k-means++ initialisation dominates at thousands of clusters: one init there
+        model = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed,
+                                n_init=3 if n_clusters < 1000 else 1,
                                 batch_size=max(1024, 3 * n_clusters))
     elif method == "agglomerative":
         model = AgglomerativeClustering(n_clusters=n_clusters, metric="cosine",

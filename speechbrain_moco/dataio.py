@@ -53,6 +53,7 @@ class TwoCrops:
         self.sample_rate = sample_rate
         self.seed = seed
         self.epoch = 0
+        self.audio_cache = None  # an AudioCache: crops are sliced from its memory map
 
     def set_epoch(self, epoch):
         """Select the epoch whose crops are drawn (called by the Brain)."""
@@ -66,6 +67,13 @@ class TwoCrops:
 
     def __call__(self, path, start, stop, uid):
         """Return ``n_views`` (crop,) float tensors of one utterance."""
+        cache = self.audio_cache
+        if cache is not None and uid in cache:  # same crops as from disk, no decoding
+            n = cache.length(uid)
+            if n >= self.crop:
+                return [cache.crop(uid, off, self.crop) for off in self.offsets(uid, n)]
+            tiled = cache.crop(uid, 0, n).repeat(self.crop // n + 2)
+            return [tiled[off: off + self.crop].clone() for off in self.offsets(uid, n)]
         start = int(start)
         stop = int(stop) if int(stop) > 0 else audio_frames(path)
         n = stop - start
@@ -171,6 +179,7 @@ def dataio_prep(hparams):
     from speechbrain_moco.sources import SkippingDataset, multi_source_dataset
 
     report = os.path.join(hparams["output_folder"], "skipped_audio.txt")
+    attach_audio_cache(hparams, hparams["two_crops"])
     sampler = None
     if hparams["extra_sources"]:
         main = {"name": "main", "annotation": hparams["train_annotation"],
@@ -183,6 +192,25 @@ def dataio_prep(hparams):
     if valid is not None:
         valid = two_view_dataset(valid, hparams["data_folder"], hparams["two_crops"])
     return {"train": SkippingDataset(train, report), "valid": valid, "sampler": sampler}
+
+
+def attach_audio_cache(hparams, crops):
+    """With ``audio_cache: FOLDER`` in the yaml, crops come from a memory-mapped copy.
+
+    The cache of the training and validation manifests is built once by the
+    main process (``speechbrain_moco.audio_cache``).
+    """
+    folder = hparams.get("audio_cache")
+    if not folder:
+        return None
+    from speechbrain.utils.distributed import run_on_main
+
+    from speechbrain_moco.audio_cache import AudioCache
+
+    csvs = [hparams["train_annotation"], hparams.get("valid_annotation")]
+    run_on_main(AudioCache.build, args=[csvs, hparams["data_folder"], folder, hparams["sample_rate"]])
+    crops.audio_cache = AudioCache.build(csvs, hparams["data_folder"], folder, hparams["sample_rate"])
+    return crops.audio_cache
 
 
 def manifest_durations(dataset):

@@ -30,7 +30,7 @@ def resolve_trials(data_folder, verification_file):
         verification_file = os.path.join(data_folder, verification_file)
     if not os.path.isfile(verification_file):
         raise FileNotFoundError(f"trial list not found: {verification_file}")
-    return verification_file
+    return os.path.abspath(verification_file)  # preps join relative paths to data_folder again
 
 
 def trial_manifest(trials, data_folder, csv_path, trials_path, sample_rate=16000):

@@ -25,7 +25,7 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_moco.dataio import labelled_crop_dataset, manifest_durations
+from speechbrain_moco.dataio import attach_audio_cache, labelled_crop_dataset, manifest_durations
 from speechbrain_moco.distributed import world_size
 from speechbrain_moco.encoder import embed
 from speechbrain_moco.manifest import read_manifest
@@ -39,8 +39,11 @@ logger = get_logger(__name__)
 class SpeakerBrain(EmbeddingBrain):
     """AAM-softmax speaker classification on one random crop per utterance.
 
-    With ``freeze_epochs: N`` the encoder is frozen (no gradient, batch-norm in
-    eval mode) for the first N epochs, so only the classifier learns.
+    With ``init_from`` and ``freeze_epochs: N`` the encoder is frozen (no
+    gradient, batch-norm in eval mode) for the first N epochs, so only the
+    classifier learns before the pretrained encoder is fine-tuned (linear
+    probing then fine-tuning: a random classifier's first gradients would
+    otherwise wash out the initialisation).
     """
 
     def embedding_dim(self):
@@ -50,9 +53,12 @@ class SpeakerBrain(EmbeddingBrain):
         return self.hparams.crops
 
     def frozen(self, stage):
-        """True while the encoder is frozen (training epochs <= ``freeze_epochs``)."""
-        epoch = self.hparams.epoch_counter.current
-        return stage == sb.Stage.TRAIN and epoch <= getattr(self.hparams, "freeze_epochs", 0)
+        """True while the encoder is frozen: the first ``freeze_epochs`` training
+        epochs of a run initialised with ``init_from`` (a random encoder has
+        nothing to preserve, so scratch runs never freeze)."""
+        if stage != sb.Stage.TRAIN or not getattr(self.hparams, "init_from", None):
+            return False
+        return self.hparams.epoch_counter.current <= getattr(self.hparams, "freeze_epochs", 0)
 
     def compute_forward(self, batch, stage):
         """Return ``(cosine logits (B, 1, C), embeddings (B, D))``."""
@@ -172,6 +178,7 @@ def label_encoder_for(hparams):
 def supervised_dataio_prep(hparams, label_encoder):
     """Training (skipping unreadable audio) and validation sets of labelled crops."""
     report = os.path.join(hparams["output_folder"], "skipped_audio.txt")
+    attach_audio_cache(hparams, hparams["crops"])
     train = labelled_crop_dataset(hparams["train_annotation"], hparams["data_folder"],
                                   hparams["crops"], label_encoder)
     valid = hparams["valid_annotation"]

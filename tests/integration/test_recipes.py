@@ -77,8 +77,10 @@ def test_train_then_verify_commands(tone_corpus, tmp_path):
 
 
 def test_template_runs_on_embedded_corpus(tmp_path):
+    # a relative corpus folder, as the shipped default results/embedded_corpus (relative to the cwd)
+    corpus = os.path.relpath(tmp_path / "corpus", ROOT)
     stdout = run(["templates/moco_speaker/train.py", "templates/moco_speaker/moco.yaml",
-                  f"--output_folder={tmp_path / 't'}", f"--embedded_corpus_folder={tmp_path / 'corpus'}",
+                  f"--output_folder={tmp_path / 't'}", f"--embedded_corpus_folder={corpus}",
                   "--number_of_epochs=1", "--channels=16", "--emb_dim=16", "--device=cpu"])
     assert "EER:" in stdout
     assert (tmp_path / "corpus" / "trials.txt").is_file()

@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Compare, on one corpus split by speaker and the same training settings:
+
+1. MoCo, unsupervised (ECAPA, the Folder MoCo recipe's defaults);
+2. supervised AAM-softmax from scratch (train_ecapa.yaml);
+3. supervised, initialised from (1) (the same yaml, ``--init_from``);
+4. pseudo-label refinement: cluster (1)'s embeddings of the training
+   utterances, train (3)'s recipe on the pseudo speakers (no label used);
+5. a second round: re-cluster with (4)'s encoder, train from (4).
+
+Run::
+
+    python recipes/Folder/SpeakerRec/compare.py --data_folder=ROOT --output_folder=OUT \
+        [--test_fraction=0.5] [--split_seed=0] [--n_clusters=N] [--rounds=2] [--seeds 1987 1988]
+
+Half the speakers (seeded) are held out; every trial list of the corpus
+(``trials*.txt``) is restricted to them (``data_prep.speaker_split``), the
+others train. ``--seeds`` repeats the two supervised systems (scratch and
+MoCo-init, from the same MoCo run) with more training seeds and reports their
+mean, since one run of each differs by noise. Writes ``OUT/comparison.md``, ``OUT/comparison.json`` and a DET
+plot per trial list (``OUT/det_<list>.png``). Stages run once: rerunning the
+command resumes or reuses them (``speechbrain_moco.experiments``).
+"""
+
+import argparse
+import os
+import shlex
+import shutil
+import sys
+
+from speechbrain_moco import experiments as ex
+from speechbrain_moco.plots import plot_det
+
+SYSTEMS = {
+    "moco": "MoCo, no labels (cosine)",
+    "scratch": "supervised AAM, from scratch",
+    "moco_init": "supervised AAM, MoCo-initialised",
+    "pl1": "pseudo-labels round 1 (from MoCo, no labels)",
+    "pl2": "pseudo-labels round 2 (from round 1, no labels)",
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data_folder", required=True)
+    parser.add_argument("--output_folder", required=True)
+    parser.add_argument("--test_fraction", type=float, default=0.5)
+    parser.add_argument("--split_seed", type=int, default=0)
+    parser.add_argument("--n_clusters", type=int, default=None,
+                        help="pseudo speakers (default: estimated by silhouette)")
+    parser.add_argument("--rounds", type=int, default=2, choices=(0, 1, 2))
+    parser.add_argument("--seeds", type=int, nargs="*", default=[],
+                        help="extra training seeds for scratch and moco_init (the yaml's seed is the first)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--stage_args", default="",
+                        help="extra arguments for every training stage, e.g. '--number_of_epochs=20'")
+    parser.add_argument("--results_folder", default=None,
+                        help="also copy comparison.md/.json and the DET plots here")
+    args = parser.parse_args(argv)
+
+    work = os.path.abspath(args.output_folder)
+    split = ex.split_corpus(work, args.data_folder, args.test_fraction, args.split_seed)
+    lists = split["trial_files"]
+    main_list = "trials.txt" if "trials.txt" in lists else sorted(lists)[0]
+    runner = ex.StageRunner(work, args.device)
+    extra = shlex.split(args.stage_args)
+    trials = lists[main_list]
+    done = {"moco": ex.moco_stage(runner, args.data_folder, trials, extra=extra)}
+    done["scratch"] = ex.supervised_stage(runner, args.data_folder, trials, "scratch", extra=extra)
+    done["moco_init"] = ex.supervised_stage(runner, args.data_folder, trials, "moco_init",
+                                            init_from="moco", extra=extra)
+    for seed in args.seeds:
+        seeded = extra + [f"--seed={seed}"]
+        done[f"scratch_seed{seed}"] = ex.supervised_stage(runner, args.data_folder, trials,
+                                                          f"scratch_seed{seed}", extra=seeded)
+        done[f"moco_init_seed{seed}"] = ex.supervised_stage(runner, args.data_folder, trials,
+                                                            f"moco_init_seed{seed}", init_from="moco",
+                                                            extra=seeded)
+    prev = "moco"
+    for r in range(1, args.rounds + 1):
+        done[f"pl{r}_labels"] = ex.pseudo_label_stage(runner, f"pl{r}_labels", prev, "moco",
+                                                      args.n_clusters)
+        done[f"pl{r}"] = ex.supervised_stage(runner, args.data_folder, trials, f"pl{r}", init_from=prev,
+                                             labels=f"pl{r}_labels", extra=extra)
+        prev = f"pl{r}"
+    chain = {"moco": ["moco"], "scratch": ["scratch"], "moco_init": ["moco", "moco_init"],
+             "pl1": ["moco", "pl1_labels", "pl1"], "pl2": ["moco", "pl1_labels", "pl1", "pl2_labels", "pl2"]}
+    systems = dict(SYSTEMS)
+    for seed in args.seeds:
+        systems[f"scratch_seed{seed}"] = f"{SYSTEMS['scratch']}, training seed {seed}"
+        systems[f"moco_init_seed{seed}"] = f"{SYSTEMS['moco_init']}, training seed {seed}"
+        chain[f"scratch_seed{seed}"] = [f"scratch_seed{seed}"]
+        chain[f"moco_init_seed{seed}"] = ["moco", f"moco_init_seed{seed}"]
+    rows, evals = [], {name: {} for name in lists}
+    for system, desc in systems.items():
+        if system not in done:
+            continue
+        metrics = {}
+        for name, path in lists.items():
+            out = os.path.join(work, "eval", system, name.replace(".txt", ""))
+            metrics[name] = ex.verify_run(runner.out(system), path, args.data_folder, out, args.device)
+            evals[name][system] = out
+        rows.append({"system": system, "description": desc, "metrics": metrics,
+                     "train_seconds": done[system]["seconds"],
+                     "total_seconds": sum(done[s]["seconds"] for s in chain[system]),
+                     "stages": chain[system]})
+    clusters = {}
+    for r in range(1, args.rounds + 1):
+        with open(os.path.join(runner.out(f"pl{r}_labels"), "clusters.json"), encoding="utf-8") as f:
+            clusters[f"pl{r}"] = ex.json.load(f)
+    ref = {row["system"]: row for row in rows}
+    def mean_eer(system, name):
+        runs = [system] + [f"{system}_seed{seed}" for seed in args.seeds]
+        return float(ex.np.mean([ref[r]["metrics"][name]["EER"] for r in runs]))
+
+    means = {name: {"scratch": mean_eer("scratch", name), "moco_init": mean_eer("moco_init", name)}
+             for name in lists}
+    change = {name: ex.relative_change(means[name]["moco_init"], means[name]["scratch"]) for name in lists}
+    plots = {}
+    for name in lists:
+        stem = name.replace(".txt", "")
+        main_systems = {k: v for k, v in evals[name].items() if k in SYSTEMS}  # not every seed
+        plots[name] = plot_det(ex.det_systems(main_systems), os.path.join(work, f"det_{stem}.png"),
+                               title=f"{os.path.basename(os.path.normpath(args.data_folder))} "
+                                     f"test speakers, {stem}")
+    result = {"command": "python recipes/Folder/SpeakerRec/compare.py " + " ".join(
+                  shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
+              "machine": ex.machine_description(), "split": {k: split[k] for k in (
+                  "data_folder", "seed", "test_fraction", "trials")},
+              "n_train_speakers": len(split["train_speakers"]),
+              "n_test_speakers": len(split["test_speakers"]),
+              "systems": rows, "moco_init_vs_scratch_eer_change_percent": change,
+              "mean_eer_over_seeds": means, "n_seeds": 1 + len(args.seeds),
+              "pseudo_labels": {k: {f: v.get(f) for f in ("n_clusters", "train_rows", "train_kept",
+                                                          "train_speakers", "quality_all", "quality_kept",
+                                                          "cluster_seconds", "extract_seconds")}
+                                for k, v in clusters.items()},
+              "det_plots": plots}
+    lines = [f"# Pretraining and pseudo-label comparison on {result['split']['data_folder']}", "",
+             f"Command: `{result['command']}`  ", f"Machine: {result['machine']}  ",
+             f"Speakers: {result['n_train_speakers']} train / {result['n_test_speakers']} test "
+             f"(split seed {args.split_seed}); trials per list: "
+             + ", ".join(f"{k}: {v['target']} target + {v['nontarget']} non-target"
+                         for k, v in split["trials"].items()), "",
+             ex.results_table(rows, list(lists)), "",
+             "train s: wall seconds of the system's own stage(s); total s: including the MoCo "
+             "pretraining and pseudo-labelling it starts from. Cosine scoring, no score normalisation.", ""]
+    over = f"mean of {1 + len(args.seeds)} training seeds" if args.seeds else "one training seed"
+    for name, value in change.items():
+        lines.append(f"- MoCo-init vs scratch, {name} ({over}): EER {means[name]['moco_init']:.2f}% "
+                     f"vs {means[name]['scratch']:.2f}% ({value:+.1f}% relative)")
+    for k, v in result["pseudo_labels"].items():
+        q = v["quality_all"] or {}
+        lines.append(f"- {k} pseudo-labels: {v['n_clusters']} clusters, {v['train_kept']}/{v['train_rows']} "
+                     f"training utterances kept in {v['train_speakers']} pseudo speakers; against the "
+                     f"true speakers (report only): NMI {q.get('nmi', float('nan')):.3f}, purity "
+                     f"{q.get('purity', float('nan')):.3f}")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(work, "comparison.md"), "w", encoding="utf-8") as f:
+        f.write(text)
+    ex.write_json(os.path.join(work, "comparison.json"), result)
+    if args.results_folder:
+        os.makedirs(args.results_folder, exist_ok=True)
+        for path in [os.path.join(work, "comparison.md"), os.path.join(work, "comparison.json")] + list(
+                plots.values()):
+            shutil.copy(path, args.results_folder)
+    print(text)
+    return result
+
+
+if __name__ == "__main__":
+    main()

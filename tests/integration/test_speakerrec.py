@@ -1,0 +1,117 @@
+"""SpeakerRec recipe: MoCo-initialised supervised training, pseudo-labels, comparison."""
+
+import json
+import os
+import subprocess
+import sys
+
+import torch
+from test_recipes import ROOT, check_metrics, run
+
+SUP = "recipes/Folder/SpeakerRec"
+SMALL = ["--channels=16", "--emb_dim=16", "--n_mels=24", "--batch_size=4", "--crop_seconds=0.5",
+         "--num_workers=0", "--device=cpu"]
+
+
+def latest_encoder(run_folder):
+    from speechbrain_moco.supervised import init_checkpoint_path
+
+    return torch.load(init_checkpoint_path(str(run_folder)), map_location="cpu")
+
+
+def moco_run(tone_corpus, out):
+    run(["recipes/Folder/MoCo/train_moco.py", "recipes/Folder/MoCo/hparams/moco.yaml",
+         f"--data_folder={tone_corpus}", "--verification_file=trials.txt", f"--output_folder={out}",
+         "--queue_size=8", "--number_of_epochs=1"] + SMALL)
+    return out
+
+
+def test_init_from_moco_then_verify_and_pseudo_labels(tone_corpus, tmp_path):
+    moco = moco_run(tone_corpus, tmp_path / "moco")
+    train = [f"{SUP}/train_speaker_embeddings.py", f"{SUP}/hparams/train_ecapa.yaml",
+             f"--data_folder={tone_corpus}", "--verification_file=trials.txt"] + SMALL
+    # one epoch with the encoder frozen: the saved encoder is exactly the MoCo query encoder
+    frozen = tmp_path / "frozen"
+    out = run(train + [f"--output_folder={frozen}", f"--init_from={moco}", "--freeze_epochs=1",
+                       "--number_of_epochs=1"])
+    assert "EER:" in out
+    moco_state, frozen_state = latest_encoder(moco), latest_encoder(frozen)
+    assert moco_state.keys() == frozen_state.keys()
+    for name, tensor in moco_state.items():
+        assert torch.equal(frozen_state[name], tensor), name
+    info = json.load(open(frozen / "run_info.json"))
+    assert info["init_from"] == str(moco) and info["n_speakers"] == 4
+    history = [json.loads(line) for line in open(frozen / "history.jsonl")]
+    assert history[0]["encoder_frozen"] is True and "valid_acc" in history[0]
+    assert os.path.isfile(frozen / "save" / "label_encoder.txt")
+    # unfrozen, the encoder moves away from the initialisation
+    tuned = tmp_path / "tuned"
+    run(train + [f"--output_folder={tuned}", f"--init_from={moco}", "--number_of_epochs=1"])
+    assert not torch.equal(latest_encoder(tuned)["blocks.0.conv.conv.weight"],
+                           moco_state["blocks.0.conv.conv.weight"])
+    # the foundation's verify.py scores a supervised run like a MoCo run
+    ev = tmp_path / "eval"
+    run(["recipes/Folder/MoCo/verify.py", "recipes/Folder/MoCo/hparams/verification_cosine.yaml",
+         f"--data_folder={tone_corpus}", "--verification_file=trials.txt", f"--pretrain_path={tuned}",
+         f"--output_folder={ev}", "--device=cpu"])
+    check_metrics(ev / "metrics.json", 4)
+    assert (ev / "scores.txt").read_text() == (tuned / "eval" / "scores.txt").read_text()
+    # pseudo-labels from the MoCo run, then supervised training on them
+    pl = tmp_path / "pl"
+    out = run([f"{SUP}/pseudo_labels.py", f"{SUP}/hparams/pseudo_labels.yaml", f"--pretrain_path={moco}",
+               f"--output_folder={pl}", "--n_clusters=3", "--keep_ratio=0.9", "--device=cpu"])
+    report = json.load(open(pl / "clusters.json"))
+    assert report["n_clusters"] == 3 and report["train_rows"] == len(
+        (moco / "manifests" / "train.csv").read_text().splitlines()) - 1
+    assert 0.0 <= report["quality_all"]["purity"] <= 1.0
+    plrun = tmp_path / "plrun"
+    run(train + [f"--output_folder={plrun}", f"--init_from={moco}", "--number_of_epochs=1",
+                 f"--train_annotation={pl}/train.csv", f"--valid_annotation={pl}/valid.csv"])
+    assert json.load(open(plrun / "run_info.json"))["n_speakers"] == report["train_speakers"]
+
+
+def test_init_from_mismatched_architecture_fails_clearly(tone_corpus, tmp_path):
+    moco = moco_run(tone_corpus, tmp_path / "moco")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    args = [sys.executable, f"{SUP}/train_speaker_embeddings.py", f"{SUP}/hparams/train_ecapa.yaml",
+            f"--data_folder={tone_corpus}", "--verification_file=trials.txt",
+            f"--output_folder={tmp_path / 'wide'}", f"--init_from={moco}", "--number_of_epochs=1"]
+    args += [a if not a.startswith("--channels") else "--channels=24" for a in SMALL]
+    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    log = proc.stdout + proc.stderr  # SpeechBrain's logger may print the traceback to stdout
+    assert proc.returncode != 0
+    assert "does not fit the embedding_model" in log and "embedding_model.ckpt" in log
+    # the x-vector yaml on an ECAPA MoCo run: another architecture altogether
+    args[2] = f"{SUP}/hparams/train_xvector.yaml"
+    args[5] = f"--output_folder={tmp_path / 'xvec'}"
+    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "does not fit" in proc.stdout + proc.stderr
+
+
+def test_compare_writes_table_and_det(tmp_path):
+    from conftest import write_tone_corpus
+
+    corpus = write_tone_corpus(str(tmp_path / "tones"), n_speakers=8, n_utts=6)
+    os.remove(os.path.join(corpus, "trials.txt"))  # the split generates its own list
+    out = tmp_path / "cmp"
+    stdout = run([f"{SUP}/compare.py", f"--data_folder={corpus}", f"--output_folder={out}",
+                  "--n_clusters=4", "--rounds=1", "--stage_args=" + " ".join(
+                      SMALL[:-1] + ["--number_of_epochs=1"])], timeout=900)
+    result = json.load(open(out / "comparison.json"))
+    assert [r["system"] for r in result["systems"]] == ["moco", "scratch", "moco_init", "pl1"]
+    assert result["n_train_speakers"] == 4 and result["n_test_speakers"] == 4
+    for row in result["systems"]:
+        assert 0.0 <= row["metrics"]["trials.txt"]["EER"] <= 100.0
+        assert row["total_seconds"] >= row["train_seconds"] > 0
+    assert (out / "det_trials.png").stat().st_size > 1000
+    assert "| moco_init |" in stdout and "relative" in stdout
+    # test speakers never train: no test speaker in any training manifest
+    test_spk = set(json.load(open(out / "split" / "split.json"))["test_speakers"])
+    for system in ("moco", "scratch"):
+        rows = (out / system / "manifests" / "train.csv").read_text().splitlines()[1:]
+        assert rows and not {r.split(",")[-1] for r in rows} & test_spk
+    # a second call reuses every stage
+    marker = (out / "moco.done.json").stat().st_mtime
+    run([f"{SUP}/compare.py", f"--data_folder={corpus}", f"--output_folder={out}", "--n_clusters=4",
+         "--rounds=1", "--stage_args=" + " ".join(SMALL[:-1] + ["--number_of_epochs=1"])])
+    assert (out / "moco.done.json").stat().st_mtime == marker

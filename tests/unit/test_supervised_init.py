@@ -1,0 +1,76 @@
+"""--init_from: exact weights, clear errors on another architecture."""
+
+import os
+
+import pytest
+import speechbrain as sb
+import torch
+from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+
+from speechbrain_moco.supervised import init_checkpoint_path, load_encoder_init, state_dict_mismatches
+
+
+def ecapa(channels=16, emb=8, n_mels=24):
+    return ECAPA_TDNN(input_size=n_mels, channels=[channels] * 4 + [channels * 3],
+                      attention_channels=8, lin_neurons=emb)
+
+
+def moco_like_run(tmp_path, encoder):
+    """A training --output_folder: save/CKPT+*/embedding_model.ckpt (+ a key model)."""
+    run = tmp_path / "moco_run"
+    key = ecapa()
+    ckpt = sb.utils.checkpoints.Checkpointer(str(run / "save"), recoverables={
+        "embedding_model": encoder, "key_model": key})
+    ckpt.save_checkpoint()
+    return run
+
+
+def test_init_from_loads_exactly_the_query_encoder(tmp_path):
+    torch.manual_seed(0)
+    source = ecapa()
+    with torch.no_grad():  # non-trivial BN statistics too
+        for m in source.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.uniform_(-1, 1)
+    run = moco_like_run(tmp_path, source)
+    torch.manual_seed(1)
+    target = ecapa()
+    assert not torch.equal(target.state_dict()["blocks.0.conv.conv.weight"],
+                           source.state_dict()["blocks.0.conv.conv.weight"])
+    path = load_encoder_init(target, str(run))
+    assert path.endswith("embedding_model.ckpt") and "CKPT+" in path
+    for name, tensor in source.state_dict().items():
+        assert torch.equal(target.state_dict()[name], tensor), name
+    # the checkpoint file itself, and an exported folder, are accepted too
+    assert init_checkpoint_path(path) == path
+    export = tmp_path / "export"
+    export.mkdir()
+    torch.save(source.state_dict(), export / "embedding_model.ckpt")
+    assert init_checkpoint_path(str(export)) == str(export / "embedding_model.ckpt")
+
+
+def test_init_from_another_architecture_is_a_clear_error(tmp_path):
+    run = moco_like_run(tmp_path, ecapa(channels=16))
+    wider = ecapa(channels=32)
+    before = {k: v.clone() for k, v in wider.state_dict().items()}
+    with pytest.raises(ValueError, match=r"does not fit the embedding_model.*blocks\.0\.conv\.conv\.weight"):
+        load_encoder_init(wider, str(run))
+    assert all(torch.equal(before[k], v) for k, v in wider.state_dict().items())  # untouched
+    with pytest.raises(ValueError, match="does not fit"):
+        load_encoder_init(ecapa(emb=12), str(run))
+
+
+def test_init_from_missing_or_empty(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        init_checkpoint_path(str(tmp_path / "nope"))
+    os.makedirs(tmp_path / "empty" / "save")
+    with pytest.raises(FileNotFoundError, match="no embedding_model.ckpt"):
+        init_checkpoint_path(str(tmp_path / "empty"))
+
+
+def test_state_dict_mismatches_lists_every_kind():
+    a = {"w": torch.zeros(2, 3), "b": torch.zeros(2)}
+    b = {"w": torch.zeros(3, 3), "extra": torch.zeros(1)}
+    problems = state_dict_mismatches(a, b)
+    assert "missing b (2,)" in problems and "unexpected extra (1,)" in problems
+    assert "w: checkpoint (3, 3) vs model (2, 3)" in problems
