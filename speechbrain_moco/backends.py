@@ -302,13 +302,20 @@ class PLDAScorer(Scorer):
     def _centred(self, x):
         return torch.from_numpy(self.project(x) - self.plda.mean)
 
-    def score(self, enrol, test):
-        """PLDA LLR of paired rows, as ``fast_PLDA_scoring`` (p_known=0)."""
+    def score(self, enrol, test, chunk_size=65536):
+        """PLDA LLR of paired rows, as ``fast_PLDA_scoring`` (p_known=0).
+
+        Rows are scored ``chunk_size`` at a time, so memory stays bounded for
+        millions of trials (float64 intermediates of a chunk only).
+        """
         if enrol.shape != test.shape:
             raise ValueError(f"paired rows differ: {tuple(enrol.shape)} vs {tuple(test.shape)}")
-        e, t = self._centred(enrol), self._centred(test)
-        out = (0.5 * ((e @ self._phi) * e).sum(1) + 0.5 * ((t @ self._phi) * t).sum(1)
-               + self._cst + ((e @ self._psi) * t).sum(1)) * self.scaling_factor
+        parts = []
+        for i in range(0, enrol.shape[0], chunk_size):
+            e, t = self._centred(enrol[i:i + chunk_size]), self._centred(test[i:i + chunk_size])
+            parts.append((0.5 * ((e @ self._phi) * e).sum(1) + 0.5 * ((t @ self._phi) * t).sum(1)
+                          + self._cst + ((e @ self._psi) * t).sum(1)) * self.scaling_factor)
+        out = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
         return out.to(_out_dtype(enrol))
 
     def score_matrix(self, a, b):
