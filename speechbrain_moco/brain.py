@@ -124,27 +124,6 @@ class MoCoBrain(EmbeddingBrain):
                     train_loader_kwargs, valid_loader_kwargs)
 
 
-    def _wrap_distributed(self):
-        """DDP-wrap the trainable modules, keeping per-process batch norm.
-
-        SpeechBrain converts every trainable module to SyncBatchNorm under DDP.
-        MoCo instead keeps per-process BN (as the authors) and decorrelates the
-        key branch with shuffle-BN; ``sync_batchnorm: True`` restores
-        SpeechBrain's behaviour (CUDA only).
-        """
-        if not self.distributed_launch:
-            return super()._wrap_distributed()
-        sync = getattr(self.hparams, "sync_batchnorm", False) and self.device_type == "cuda"
-        for name, module in self.modules.items():
-            if any(p.requires_grad for p in module.parameters()):
-                if sync:
-                    module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
-                ids = None if self.device_type == "cpu" else [self.device]
-                self.modules[name] = torch.nn.parallel.DistributedDataParallel(
-                    module, device_ids=ids, find_unused_parameters=self.find_unused_parameters
-                )
-
-
     # ------------------------------------------------------------------ stages
     def on_stage_start(self, stage, epoch=None):
         """Crops of this epoch; per-source counters and the weighted sampler's epoch."""

@@ -156,6 +156,27 @@ class EmbeddingBrain(sb.core.Brain):
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)
 
+    def _wrap_distributed(self):
+        """DDP-wrap the trainable modules, keeping per-process batch norm.
+
+        SpeechBrain converts every trainable module to SyncBatchNorm under DDP.
+        The embedding trainers keep per-process BN instead (as MoCo's authors:
+        MoCo decorrelates its key branch with shuffle-BN; it also works with
+        gloo on CPU, where SyncBatchNorm does not); ``sync_batchnorm: True``
+        restores SpeechBrain's behaviour (CUDA only).
+        """
+        if not self.distributed_launch:
+            return super()._wrap_distributed()
+        sync = getattr(self.hparams, "sync_batchnorm", False) and self.device_type == "cuda"
+        for name, module in self.modules.items():
+            if any(p.requires_grad for p in module.parameters()):
+                if sync:
+                    module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+                ids = None if self.device_type == "cpu" else [self.device]
+                self.modules[name] = torch.nn.parallel.DistributedDataParallel(
+                    module, device_ids=ids, find_unused_parameters=self.find_unused_parameters
+                )
+
     def on_fit_start(self):
         """Check the encoder contract, then resume with a clear architecture error."""
         check_encoder(lambda w, n: self.features(w, n, sb.Stage.TEST), self.modules.embedding_model,

@@ -115,3 +115,22 @@ def test_compare_writes_table_and_det(tmp_path):
     run([f"{SUP}/compare.py", f"--data_folder={corpus}", f"--output_folder={out}", "--n_clusters=4",
          "--rounds=1", "--stage_args=" + " ".join(SMALL[:-1] + ["--number_of_epochs=1"])])
     assert (out / "moco.done.json").stat().st_mtime == marker
+
+
+def test_supervised_recipe_under_torchrun_with_two_processes(tone_corpus, tmp_path):
+    """DDP on CPU (gloo): per-process batch norm, label encoder made once, rank 0 evaluates."""
+    moco = moco_run(tone_corpus, tmp_path / "moco")
+    out = tmp_path / "ddp"
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29541",
+           f"{SUP}/train_speaker_embeddings.py", f"{SUP}/hparams/train_ecapa.yaml",
+           f"--data_folder={tone_corpus}", "--verification_file=trials.txt", f"--output_folder={out}",
+           f"--init_from={moco}", "--freeze_epochs=1", "--number_of_epochs=2", "--batch_size=2",
+           "--distributed_backend=gloo"] + [a for a in SMALL if not a.startswith("--batch_size")]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    history = [json.loads(line) for line in open(out / "history.jsonl")]
+    assert [h["epoch"] for h in history] == [1, 2]  # written once, by rank 0
+    assert [h["encoder_frozen"] for h in history] == [True, False]
+    check_metrics(out / "eval" / "metrics.json", 4)
+    assert len((out / "save" / "label_encoder.txt").read_text().splitlines()) >= 4
