@@ -49,6 +49,13 @@ def main(argv=None):
     parser.add_argument("--n_clusters", type=int, default=None,
                         help="pseudo speakers (default: estimated by silhouette)")
     parser.add_argument("--rounds", type=int, default=2, choices=(0, 1, 2))
+    parser.add_argument("--freeze_epochs", type=int, default=0,
+                        help="also run MoCo-init with the encoder frozen for this many first epochs "
+                             "(linear probing, then fine-tuning)")
+    parser.add_argument("--proj_hidden", type=int, default=None,
+                        help="also run MoCo with an MLP projection head of this width (MoCo v2 style: "
+                             "the encoder's embedding is not the contrastive space) and initialise "
+                             "supervised training from it")
     parser.add_argument("--seeds", type=int, nargs="*", default=[],
                         help="extra training seeds for scratch and moco_init (the yaml's seed is the first)")
     parser.add_argument("--device", default="cpu")
@@ -76,6 +83,15 @@ def main(argv=None):
         done[f"moco_init_seed{seed}"] = ex.supervised_stage(runner, args.data_folder, trials,
                                                             f"moco_init_seed{seed}", init_from="moco",
                                                             extra=seeded)
+    frz = f"moco_init_frz{args.freeze_epochs}"
+    if args.freeze_epochs:
+        done[frz] = ex.supervised_stage(runner, args.data_folder, trials, frz, init_from="moco",
+                                        extra=extra + [f"--freeze_epochs={args.freeze_epochs}"])
+    if args.proj_hidden:
+        done["moco_mlp"] = ex.moco_stage(runner, args.data_folder, trials, name="moco_mlp",
+                                         extra=extra + [f"--proj_hidden={args.proj_hidden}"])
+        done["moco_mlp_init"] = ex.supervised_stage(runner, args.data_folder, trials, "moco_mlp_init",
+                                                    init_from="moco_mlp", extra=extra)
     prev = "moco"
     for r in range(1, args.rounds + 1):
         done[f"pl{r}_labels"] = ex.pseudo_label_stage(runner, f"pl{r}_labels", prev, "moco",
@@ -86,6 +102,13 @@ def main(argv=None):
     chain = {"moco": ["moco"], "scratch": ["scratch"], "moco_init": ["moco", "moco_init"],
              "pl1": ["moco", "pl1_labels", "pl1"], "pl2": ["moco", "pl1_labels", "pl1", "pl2_labels", "pl2"]}
     systems = dict(SYSTEMS)
+    if args.freeze_epochs:
+        systems[frz] = f"supervised AAM, MoCo-initialised, encoder frozen for {args.freeze_epochs} epochs"
+        chain[frz] = ["moco", frz]
+    if args.proj_hidden:
+        systems["moco_mlp"] = f"MoCo with a {args.proj_hidden}-wide MLP head, no labels (cosine)"
+        systems["moco_mlp_init"] = "supervised AAM, initialised from moco_mlp"
+        chain.update(moco_mlp=["moco_mlp"], moco_mlp_init=["moco_mlp", "moco_mlp_init"])
     for seed in args.seeds:
         systems[f"scratch_seed{seed}"] = f"{SYSTEMS['scratch']}, training seed {seed}"
         systems[f"moco_init_seed{seed}"] = f"{SYSTEMS['moco_init']}, training seed {seed}"
