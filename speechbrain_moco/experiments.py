@@ -61,7 +61,7 @@ class StageRunner:
         if os.path.isfile(marker):
             with open(marker, encoding="utf-8") as f:
                 done = json.load(f)
-            if done["cmd"] != cmd:
+            if not same_command(done["cmd"], cmd):
                 raise ValueError(f"{marker} was made by another command:\n  {done['cmd']}\nnow:\n  {cmd}\n"
                                  "use another work folder, or delete the stage to rerun it")
             logger.info("stage %s already done (%.0f s)", name, done["seconds"])
@@ -83,6 +83,21 @@ class StageRunner:
         with open(marker, "w", encoding="utf-8") as f:
             json.dump(done, f, indent=2)
         return done
+
+
+def _canonical(arg):
+    """``--key=value`` with an existing path value made absolute (relative to the repository)."""
+    if arg.startswith("--") and "=" in arg:
+        key, value = arg.split("=", 1)
+        path = value if os.path.isabs(value) else os.path.join(ROOT, value)
+        if value and os.path.exists(path):
+            return f"{key}={os.path.realpath(path)}"
+    return arg
+
+
+def same_command(a, b):
+    """True when two stage commands are the same up to how their paths are spelled."""
+    return [_canonical(x) for x in a] == [_canonical(x) for x in b]
 
 
 def verify_run(run_folder, trials, data_folder, out_dir, device="cpu", extra=()):

@@ -63,12 +63,17 @@ def ema_update(key_module, query_module, m):
     if query.keys() != key.keys():
         missing = sorted(set(query) ^ set(key))[:5]
         raise ValueError(f"query and key branches differ in structure: {missing}")
+    floats_k, floats_q = [], []
     for name, k in key.items():
         q = query[name].detach()
         if k.is_floating_point():
-            k.mul_(m).add_(q.to(k.dtype), alpha=1.0 - m)
+            floats_k.append(k)
+            floats_q.append(q.to(k.dtype))
         else:
             k.copy_(q)
+    if floats_k:  # one fused multi-tensor op: k + (1 - m) (q - k) = m k + (1 - m) q
+        with torch.no_grad():
+            torch._foreach_lerp_(floats_k, floats_q, 1.0 - m)
 
 
 def make_key_twin(query_module, key_module):

@@ -1,0 +1,44 @@
+"""The benchmark scripts run end to end on tiny settings and write their result files."""
+
+import json
+import os
+
+from test_recipes import run
+
+SMALL = "--channels=16 --emb_dim=16 --n_mels=24 --batch_size=4 --crop_seconds=0.5 --num_workers=0 " \
+        "--number_of_epochs=1"
+
+
+def test_quality_benchmark_on_a_folder_corpus(tmp_path):
+    from conftest import write_tone_corpus
+
+    corpus = write_tone_corpus(str(tmp_path / "tones"), n_speakers=8, n_utts=6)
+    os.remove(os.path.join(corpus, "trials.txt"))
+    out = tmp_path / "quality"
+    stdout = run(["benchmarks/quality.py", f"--data_folder={corpus}", f"--work_folder={tmp_path / 'work'}",
+                  "--skip_embedded", f"--out={out}", f"--stage_args={SMALL}"], timeout=900)
+    result = json.load(open(f"{out}.json"))
+    rows = result["corpora"]["split"]["systems"]
+    assert [r["system"] for r in rows] == ["fbank_stats", "mfcc_stats", "random_ecapa", "random_xvector",
+                                           "moco_ecapa", "moco_xvector", "supervised_ecapa"]
+    for row in rows:
+        assert 0.0 <= row["metrics"]["trials.txt"]["EER"] <= 100.0
+        assert (row["train_seconds"] > 0) == (row["system"] in ("moco_ecapa", "moco_xvector",
+                                                                "supervised_ecapa"))
+    assert "| moco_xvector |" in open(f"{out}.md").read() and "moco_xvector" in stdout
+
+
+def test_speed_benchmark_writes_ratios(tmp_path, tone_corpus):
+    out = tmp_path / "speed"
+    run(["benchmarks/speed.py", f"--data_folder={tone_corpus}", "--batch_size=4", "--channels=16",
+         "--crop_seconds=0.5", "--steps=2", "--rounds=1", "--sections=step,loader,extract", f"--out={out}"],
+        timeout=900)
+    result = json.load(open(f"{out}.json"))
+    for key in ("model_only", "with_augmentation"):
+        step = result["step"][key]
+        assert step["ratio"] == step["moco_step_s"] / step["supervised_step_s"] > 0
+    expected = {f"{a}_workers{w}" for a in ("disk", "cache") for w in (0, 1, 2)}
+    assert set(result["loader"]["workers"]) == expected
+    assert result["extract"]["audio_seconds_per_second"] > 0
+    assert result["step"]["peak_rss_mb"] > 0
+    assert "Loader overhead" in open(f"{out}.md").read()
