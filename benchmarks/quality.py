@@ -121,10 +121,7 @@ def main(argv=None):
                                   "n_train_speakers": len(split["train_speakers"]),
                                   "n_test_speakers": len(split["test_speakers"])}
     md += [f"## {os.path.basename(os.path.normpath(args.data_folder))}, split by speaker", "",
-           f"{len(split['train_speakers'])} train / {len(split['test_speakers'])} test speakers "
-           f"(seed {args.split_seed}); "
-           + ", ".join(f"{k}: {v['target']} target + {v['nontarget']} non-target"
-                       for k, v in split["trials"].items()), "",
+           ex.split_summary(split), "",
            ex.results_table(rows, list(lists)), "",
            "train s: wall seconds of the training stage on this machine (recipe defaults: 40 epochs, "
            "batch 32, 2 s crops); untrained systems need none. Cosine scoring, no normalisation.", ""]

@@ -178,6 +178,14 @@ def results_table(rows, lists):
     return "\n".join(lines)
 
 
+def split_summary(split):
+    """One line: speakers of each half, split seed, trials per list."""
+    return (f"{len(split['train_speakers'])} train / {len(split['test_speakers'])} test speakers "
+            f"(split seed {split['seed']}); trials per list: "
+            + ", ".join(f"{k}: {v['target']} target + {v['nontarget']} non-target"
+                        for k, v in split["trials"].items()))
+
+
 def relative_change(new, ref):
     """Relative change of ``new`` against ``ref`` in percent (negative = lower)."""
     return float(100.0 * (new - ref) / ref) if ref else float("nan")

@@ -161,10 +161,7 @@ def main(argv=None):
               "det_plots": plots}
     lines = [f"# Pretraining and pseudo-label comparison on {result['split']['data_folder']}", "",
              f"Command: `{result['command']}`  ", f"Machine: {result['machine']}  ",
-             f"Speakers: {result['n_train_speakers']} train / {result['n_test_speakers']} test "
-             f"(split seed {args.split_seed}); trials per list: "
-             + ", ".join(f"{k}: {v['target']} target + {v['nontarget']} non-target"
-                         for k, v in split["trials"].items()), "",
+             f"Speakers: {ex.split_summary(split)}", "",
              ex.results_table(rows, list(lists)), "",
              "train s: wall seconds of the system's own stage(s); total s: including the MoCo "
              "pretraining and pseudo-labelling it starts from. Cosine scoring, no score normalisation.", ""]
