@@ -58,7 +58,10 @@ class Scorer:
 
 
 class CosineScorer(Scorer):
-    """Cosine similarity, optionally after subtracting the training mean.
+    """Cosine similarity, optionally after subtracting the training mean
+    (``mean_subtraction``) and dividing by the training standard deviation per
+    dimension (``std_norm``: z-normalised features, for hand-made statistics
+    whose dimensions have unrelated scales).
 
     Example
     -------
@@ -71,15 +74,21 @@ class CosineScorer(Scorer):
     >>> CosineScorer().score_matrix(torch.eye(2), torch.tensor([[1.0, 0.0]]))
     tensor([[1.],
             [0.]])
+    >>> z = CosineScorer(std_norm=True).fit(torch.tensor([[0.0, 0.0], [2.0, 200.0]]))
+    >>> round(float(z.score(torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 200.0]]))), 4)
+    -1.0
     """
 
-    def __init__(self, mean_subtraction=False):
-        self.mean_subtraction = mean_subtraction
-        self.mean = None
+    def __init__(self, mean_subtraction=False, std_norm=False):
+        self.mean_subtraction = mean_subtraction or std_norm
+        self.std_norm = std_norm
+        self.mean = self.std = None
 
     def fit(self, train_embeddings, train_labels=None):
-        """Store the training mean (used only with ``mean_subtraction``)."""
-        self.mean = torch.as_tensor(train_embeddings).mean(dim=0)
+        """Store the training mean and standard deviation."""
+        x = torch.as_tensor(train_embeddings)
+        self.mean = x.mean(dim=0)
+        self.std = x.std(dim=0).clamp_min(1e-8) if x.shape[0] > 1 else torch.ones_like(self.mean)
         return self
 
     def _mean(self):
@@ -89,14 +98,22 @@ class CosineScorer(Scorer):
             raise RuntimeError("CosineScorer(mean_subtraction=True) must be fit first")
         return self.mean
 
+    def _standardise(self, x):
+        return (x - self.mean.to(x)) / self.std.to(x)
+
     def score(self, enrol, test):
         """Row-wise cosine of (N, D) pairs (see ``scoring.cosine_score``)."""
+        if self.std_norm:
+            self._mean()
+            return cosine_score(self._standardise(enrol), self._standardise(test))
         return cosine_score(enrol, test, mean=self._mean())
 
     def score_matrix(self, a, b):
         """(M, K) cosine similarities: one matrix product."""
         mean = self._mean()
-        if mean is not None:
+        if self.std_norm:
+            a, b = self._standardise(a), self._standardise(b)
+        elif mean is not None:
             a, b = a - mean.to(a), b - mean.to(b)
         return F.normalize(a, dim=1) @ F.normalize(b, dim=1).T
 

@@ -113,14 +113,14 @@ def verify_run(run_folder, trials, data_folder, out_dir, device="cpu", extra=())
 def untrained_embed_fn(kind, yaml_path, overrides=None, device="cpu"):
     """Embedding function of a system that needs no training.
 
-    ``kind``: ``fbank_stats`` (mean+std of the yaml's Fbank after sentence mean
-    normalisation), ``mfcc_stats`` (mean+std of 20 MFCCs, z-normalised per
-    utterance) or ``random`` (the yaml's ``embedding_model`` as initialised by
-    its seed, eval mode).
+    ``kind``: ``fbank_stats`` (mean+std over frames of the yaml's log Fbank),
+    ``mfcc_stats`` (mean+std of 20 MFCCs) -- both without per-utterance
+    normalisation, which would erase the means -- or ``random`` (the yaml's
+    ``embedding_model`` as initialised by its seed, eval mode, after the
+    yaml's own feature normalisation).
     """
     from hyperpyyaml import load_hyperpyyaml
     from speechbrain.lobes.features import MFCC
-    from speechbrain.processing.features import InputNormalization
 
     from speechbrain_moco.encoder import embed
     from speechbrain_moco.recipe import stats_embed_fn
@@ -128,11 +128,14 @@ def untrained_embed_fn(kind, yaml_path, overrides=None, device="cpu"):
     with open(yaml_path, encoding="utf-8") as f:
         hp = load_hyperpyyaml(f, dict({"data_folder": None}, **(overrides or {})))
     feats, norm = hp["compute_features"].to(device), hp["mean_var_norm"].to(device)
+
+    def raw(x, lens):
+        return x
+
     if kind == "fbank_stats":
-        return stats_embed_fn(feats, norm), hp["sample_rate"]
+        return stats_embed_fn(feats, raw), hp["sample_rate"]
     if kind == "mfcc_stats":
-        mfcc = MFCC(n_mfcc=20, deltas=False, context=False).to(device)
-        return stats_embed_fn(mfcc, InputNormalization(norm_type="sentence", std_norm=True)), \
+        return stats_embed_fn(MFCC(n_mfcc=20, deltas=False, context=False).to(device), raw), \
             hp["sample_rate"]
     if kind == "random":
         encoder = hp["embedding_model"].to(device).eval()
@@ -141,15 +144,33 @@ def untrained_embed_fn(kind, yaml_path, overrides=None, device="cpu"):
 
 
 def evaluate_untrained(kind, yaml_path, trials, data_folder, out_dir, device="cpu", overrides=None):
-    """Score ``trials`` with an untrained system (see ``untrained_embed_fn``)."""
+    """Score ``trials`` with an untrained system (see ``untrained_embed_fn``).
+
+    Statistics are z-normalised per dimension with the mean and standard
+    deviation of the trial utterances' own statistics (label-free), then
+    compared by cosine; the random encoder is scored by plain cosine.
+    """
     import torch
 
-    from speechbrain_moco.evaluation import evaluate_trials
+    from speechbrain_moco.backends import CosineScorer
+    from speechbrain_moco.dataio import utterance_dataset
+    from speechbrain_moco.evaluation import cached_embeddings, evaluate_trials, trial_manifest
+    from speechbrain_moco.manifest import read_trials
 
     fn, sample_rate = untrained_embed_fn(kind, yaml_path, overrides, device)
+    key = f"{kind}:v2:{yaml_path}:{overrides}"
+    scorer = None
     with torch.no_grad():
+        if kind.endswith("_stats"):
+            os.makedirs(out_dir, exist_ok=True)
+            csv_path = trial_manifest(read_trials(trials), data_folder,
+                                      os.path.join(out_dir, "trial_utts.csv"), trials, sample_rate)
+            data = utterance_dataset(csv_path, data_folder, sample_rate)
+            cache = os.path.join(out_dir, "embeddings.pt")
+            _, emb = cached_embeddings(data, fn, cache, key, device, 8, False)
+            scorer = CosineScorer(std_norm=True).fit(emb)
         return evaluate_trials(trials, data_folder, fn, out_dir, device, 8, sample_rate,
-                               progress=False, cache_key=f"{kind}:{yaml_path}:{overrides}")
+                               progress=False, scorer=scorer, cache_key=key)
 
 
 def det_systems(eval_dirs):
