@@ -4,8 +4,12 @@ import csv
 import json
 import os
 
+import pytest
 from conftest import write_tone_corpus
-from test_moco_brain import build, fit
+from hyperpyyaml import load_hyperpyyaml
+from test_moco_brain import YAML, build, fit
+
+from data_prep.folder_prepare import prepare_folder
 from test_recipes import TINY, run
 
 
@@ -29,15 +33,24 @@ def test_two_sources_are_drawn_by_weight(tone_corpus, tmp_path):
     assert len(manifest.read_text().splitlines()) == 1 + 32 - 2  # prep keeps 5 % (2) for validation
 
 
-def test_vanished_and_corrupt_files_are_skipped_and_reported(tmp_path):
+@pytest.mark.parametrize("cached", [False, True])
+def test_vanished_and_corrupt_files_are_skipped_and_reported(tmp_path, cached):
+    """Files gone or broken before training: from disk, or left out of the audio cache."""
     corpus = write_tone_corpus(str(tmp_path / "c"), n_speakers=6, n_utts=6, seed=1)
-    brain, hp, data = build(corpus, tmp_path / "o", number_of_epochs=1)
+    cache = str(tmp_path / "o" / "audio_cache") if cached else None
+    with open(YAML, encoding="utf-8") as f:  # the manifest is written while every file reads
+        hp = load_hyperpyyaml(f, {"data_folder": corpus, "output_folder": str(tmp_path / "o"),
+                                  "valid_ratio": 0.1, "seed": 7})
+    prepare_folder(corpus, hp["manifest_folder"], verification_file=None, valid_ratio=0.1, seed=7)
     with open(hp["train_annotation"]) as f:
         rows = list(csv.DictReader(f))
     gone, broken = rows[0], rows[1]
     os.remove(gone["wav"].replace("$data_root", corpus))
     with open(broken["wav"].replace("$data_root", corpus), "wb") as f:
         f.write(b"RIFF....garbage")
+    brain, hp, data = build(corpus, tmp_path / "o", number_of_epochs=1, audio_cache=cache)
+    if cached:
+        assert len(hp["two_crops"].audio_cache) == len(rows) - 2 + len(data["valid"])
     fit(brain, hp, data)
     report = (tmp_path / "o" / "skipped_audio.txt").read_text().splitlines()
     skipped = {line.split("\t")[0] for line in report}
