@@ -43,7 +43,9 @@ class SpeakerBrain(EmbeddingBrain):
     gradient, batch-norm in eval mode) for the first N epochs, so only the
     classifier learns before the pretrained encoder is fine-tuned (linear
     probing then fine-tuning: a random classifier's first gradients would
-    otherwise wash out the initialisation).
+    otherwise wash out the initialisation). ``encoder_lr_scale`` (initialised
+    runs only) multiplies the encoder's learning rate throughout, the classifier
+    keeping the full schedule (discriminative fine-tuning).
     """
 
     def embedding_dim(self):
@@ -51,6 +53,26 @@ class SpeakerBrain(EmbeddingBrain):
 
     def epoch_crops(self):
         return self.hparams.crops
+
+    def encoder_lr_scale(self):
+        """The encoder's learning-rate factor: ``encoder_lr_scale`` with
+        ``init_from``, 1 for a scratch run (nothing to preserve)."""
+        if not getattr(self.hparams, "init_from", None):
+            return 1.0
+        scale = float(getattr(self.hparams, "encoder_lr_scale", 1.0))
+        if not 0.0 < scale <= 1.0:
+            raise ValueError(f"encoder_lr_scale must be in (0, 1], got {scale}")
+        return scale
+
+    def param_groups(self):
+        """The encoder at ``encoder_lr_scale`` x the schedule, the rest at 1 x."""
+        scale = self.encoder_lr_scale()
+        if scale == 1.0:
+            return super().param_groups()
+        encoder = {id(p) for p in self.modules.embedding_model.parameters()}
+        trainable = [p for p in self.modules.parameters() if p.requires_grad]
+        return [{"params": [p for p in trainable if id(p) in encoder], "lr_scale": scale},
+                {"params": [p for p in trainable if id(p) not in encoder], "lr_scale": 1.0}]
 
     def frozen(self, stage):
         """True while the encoder is frozen: the first ``freeze_epochs`` training
@@ -222,6 +244,8 @@ def run_supervised(argv=None):
             info = json.load(f)
         info.update(init_from=init and os.path.abspath(init), init_checkpoint=init_path,
                     n_speakers=n_speakers,
+                    freeze_epochs=int(hparams.get("freeze_epochs", 0)) if init else 0,
+                    encoder_lr_scale=float(hparams.get("encoder_lr_scale", 1.0)) if init else 1.0,
                     valid_annotation=hparams["valid_annotation"] and os.path.abspath(
                         hparams["valid_annotation"]))
         with open(info_path, "w", encoding="utf-8") as f:

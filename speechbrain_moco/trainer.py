@@ -97,7 +97,7 @@ class EmbeddingBrain(sb.core.Brain):
             self.hparams.final_lr,
         )
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
 
     def fit_batch(self, batch):
         """One training step; a non-finite loss skips the step on every rank.
@@ -148,10 +148,14 @@ class EmbeddingBrain(sb.core.Brain):
                 "use --precision=fp32; the last good checkpoint is in the save folder."
             )
 
+    def param_groups(self):
+        """The trainable parameters, as optimiser parameter groups; a group's
+        ``lr_scale`` multiplies the scheduled learning rate (default 1)."""
+        return [{"params": [p for p in self.modules.parameters() if p.requires_grad]}]
+
     def init_optimizers(self):
         """Give the optimiser the trainable parameters only."""
-        params = [p for p in self.modules.parameters() if p.requires_grad]
-        self.optimizer = self.opt_class(params)
+        self.optimizer = self.opt_class(self.param_groups())
         self.optimizers_dict = {"opt_class": self.optimizer}
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)
@@ -213,7 +217,7 @@ class EmbeddingBrain(sb.core.Brain):
             self.train_stats = stats
             if getattr(self, "valid_expected", False):
                 return
-        epoch_stats = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
+        epoch_stats = {"epoch": epoch, "lr": max(g["lr"] for g in self.optimizer.param_groups)}
         epoch_stats.update(self.epoch_meta())
         epoch_stats["skipped_audio"] = skipped_audio(self.hparams.output_folder)
         valid_stats = stats if stage == sb.Stage.VALID else None

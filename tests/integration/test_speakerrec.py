@@ -115,6 +115,20 @@ def test_compare_writes_table_and_det(tmp_path):
     run([f"{SUP}/compare.py", f"--data_folder={corpus}", f"--output_folder={out}", "--n_clusters=4",
          "--rounds=1", "--stage_args=" + " ".join(SMALL[:-1] + ["--number_of_epochs=1"])])
     assert (out / "moco.done.json").stat().st_mtime == marker
+    # more systems: the done ones are reused, an encoder-LR variant and a second seed are added
+    stdout = run([f"{SUP}/compare.py", f"--data_folder={corpus}", f"--output_folder={out}",
+                  "--n_clusters=4", "--rounds=1", "--encoder_lr_scale=0.5", "--seeds", "3",
+                  "--stage_args=" + " ".join(SMALL[:-1] + ["--number_of_epochs=1"])], timeout=900)
+    assert (out / "moco.done.json").stat().st_mtime == marker
+    result = json.load(open(out / "comparison.json"))
+    assert [r["system"] for r in result["systems"]] == [
+        "moco", "scratch", "moco_init", "pl1", "moco_init_lr0.5", "scratch_seed3", "moco_init_seed3",
+        "moco_init_lr0.5_seed3"]
+    assert sorted(result["moco_init_vs_scratch_eer_change_percent"]["trials.txt"]) == [
+        "moco_init", "moco_init_lr0.5"]
+    info = json.load(open(out / "moco_init_lr0.5_seed3" / "run_info.json"))
+    assert info["init_from"] == str(out / "moco") and info["encoder_lr_scale"] == 0.5
+    assert "moco_init_lr0.5 vs scratch, trials.txt (mean of 2 training seeds)" in stdout
 
 
 def test_supervised_recipe_under_torchrun_with_two_processes(tone_corpus, tmp_path):

@@ -74,3 +74,33 @@ def test_state_dict_mismatches_lists_every_kind():
     problems = state_dict_mismatches(a, b)
     assert "missing b (2,)" in problems and "unexpected extra (1,)" in problems
     assert "w: checkpoint (3, 3) vs model (2, 3)" in problems
+
+
+def _brain(**hparams):
+    from speechbrain_moco.supervised import SpeakerBrain
+
+    modules = {"embedding_model": torch.nn.Linear(4, 3), "classifier": torch.nn.Linear(3, 2)}
+    hp = dict({"lr": 0.01, "final_lr": 0.0, "number_of_epochs": 2, "warmup_epochs": 0}, **hparams)
+    brain = SpeakerBrain(modules=modules, opt_class=lambda p: torch.optim.AdamW(p, lr=hp["lr"]),
+                         hparams=hp, run_opts={"device": "cpu"})
+    brain.init_optimizers()
+    brain.steps_per_epoch = 10
+    return brain
+
+
+def test_encoder_lr_scale_applies_to_the_initialised_encoder_only():
+    brain = _brain(init_from="some_run", encoder_lr_scale=0.25)
+    brain.optimizer_step = 5
+    brain.on_fit_batch_start(None, True)
+    encoder, rest = brain.optimizer.param_groups
+    assert {id(p) for p in encoder["params"]} == {id(p) for p in brain.modules.embedding_model.parameters()}
+    assert {id(p) for p in rest["params"]} == {id(p) for p in brain.modules.classifier.parameters()}
+    assert 0.0 < rest["lr"] < 0.01 and encoder["lr"] == pytest.approx(0.25 * rest["lr"])
+    # a scratch run has nothing to preserve: one group, full schedule
+    scratch = _brain(encoder_lr_scale=0.25)
+    scratch.optimizer_step = 5
+    scratch.on_fit_batch_start(None, True)
+    (group,) = scratch.optimizer.param_groups
+    assert group["lr"] == pytest.approx(rest["lr"]) and len(group["params"]) == 4
+    with pytest.raises(ValueError, match="encoder_lr_scale"):
+        _brain(init_from="some_run", encoder_lr_scale=0.0)

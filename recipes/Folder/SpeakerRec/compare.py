@@ -15,9 +15,12 @@ Run::
 
 Half the speakers (seeded) are held out; every trial list of the corpus
 (``trials*.txt``) is restricted to them (``data_prep.speaker_split``), the
-others train. ``--seeds`` repeats the two supervised systems (scratch and
-MoCo-init, from the same MoCo run) with more training seeds and reports their
-mean, since one run of each differs by noise. Writes ``OUT/comparison.md``, ``OUT/comparison.json`` and a DET
+others train. ``--seeds`` repeats the supervised systems (scratch and each
+MoCo-initialised one, from the same MoCo run) with more training seeds and
+reports their means, since one run of each differs by noise. ``--proj_hidden``
+adds a MoCo run with an MLP projection head and the supervised run initialised
+from it; ``--encoder_lr_scale`` one initialised run whose encoder learns at
+that factor of the learning rate. Writes ``OUT/comparison.md``, ``OUT/comparison.json`` and a DET
 plot per trial list (``OUT/det_<list>.png``). Stages run once: rerunning the
 command resumes or reuses them (``speechbrain_moco.experiments``).
 """
@@ -56,8 +59,12 @@ def main(argv=None):
                         help="also run MoCo with an MLP projection head of this width (MoCo v2 style: "
                              "the encoder's embedding is not the contrastive space) and initialise "
                              "supervised training from it")
+    parser.add_argument("--encoder_lr_scale", type=float, default=None,
+                        help="also run MoCo-init (from moco_mlp with --proj_hidden) with the encoder "
+                             "at this factor of the learning rate (discriminative fine-tuning)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[],
-                        help="extra training seeds for scratch and moco_init (the yaml's seed is the first)")
+                        help="extra training seeds for scratch and every MoCo-initialised system "
+                             "except the frozen one (the yaml's seed is the first)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--stage_args", default="",
                         help="extra arguments for every training stage, e.g. '--number_of_epochs=20'")
@@ -72,48 +79,55 @@ def main(argv=None):
     runner = ex.StageRunner(work, args.device)
     extra = shlex.split(args.stage_args)
     trials = lists[main_list]
-    done = {"moco": ex.moco_stage(runner, args.data_folder, trials, extra=extra)}
-    done["scratch"] = ex.supervised_stage(runner, args.data_folder, trials, "scratch", extra=extra)
-    done["moco_init"] = ex.supervised_stage(runner, args.data_folder, trials, "moco_init",
-                                            init_from="moco", extra=extra)
-    for seed in args.seeds:
-        seeded = extra + [f"--seed={seed}"]
-        done[f"scratch_seed{seed}"] = ex.supervised_stage(runner, args.data_folder, trials,
-                                                          f"scratch_seed{seed}", extra=seeded)
-        done[f"moco_init_seed{seed}"] = ex.supervised_stage(runner, args.data_folder, trials,
-                                                            f"moco_init_seed{seed}", init_from="moco",
-                                                            extra=seeded)
+
+    # system -> (description, MoCo run it starts from or None, extra training arguments)
+    systems = {"moco": (SYSTEMS["moco"], None, None)}
+    supervised = {"scratch": (SYSTEMS["scratch"], None, []),
+                  "moco_init": (SYSTEMS["moco_init"], "moco", [])}
+    if args.proj_hidden:
+        systems["moco_mlp"] = (f"MoCo with a {args.proj_hidden}-wide MLP head, no labels (cosine)", None, None)
+        supervised["moco_mlp_init"] = ("supervised AAM, initialised from moco_mlp", "moco_mlp", [])
+    source = "moco_mlp" if args.proj_hidden else "moco"
+    if args.encoder_lr_scale is not None:
+        lr_name = f"{source}_init_lr{args.encoder_lr_scale:g}"
+        supervised[lr_name] = (f"supervised AAM, initialised from {source}, encoder at "
+                               f"{args.encoder_lr_scale:g} x the learning rate", source,
+                               [f"--encoder_lr_scale={args.encoder_lr_scale}"])
     frz = f"moco_init_frz{args.freeze_epochs}"
     if args.freeze_epochs:
-        done[frz] = ex.supervised_stage(runner, args.data_folder, trials, frz, init_from="moco",
-                                        extra=extra + [f"--freeze_epochs={args.freeze_epochs}"])
-    if args.proj_hidden:
-        done["moco_mlp"] = ex.moco_stage(runner, args.data_folder, trials, name="moco_mlp",
-                                         extra=extra + [f"--proj_hidden={args.proj_hidden}"])
-        done["moco_mlp_init"] = ex.supervised_stage(runner, args.data_folder, trials, "moco_mlp_init",
-                                                    init_from="moco_mlp", extra=extra)
+        supervised[frz] = (f"supervised AAM, MoCo-initialised, encoder frozen for {args.freeze_epochs} "
+                           "epochs", "moco", [f"--freeze_epochs={args.freeze_epochs}"])
+    seeded = [s for s in supervised if s != frz]  # what --seeds repeats
+    for seed in args.seeds:
+        for name in seeded:
+            desc, init, more = supervised[name]
+            supervised[f"{name}_seed{seed}"] = (f"{desc}, training seed {seed}", init,
+                                                more + [f"--seed={seed}"])
+
+    # stages: the pretraining comparison first (MoCo runs, then what starts from them)
+    done = {}
+    for name in [s for s in systems if s != "moco"] + ["moco"]:
+        hidden = [f"--proj_hidden={args.proj_hidden}"] if name == "moco_mlp" else []
+        done[name] = ex.moco_stage(runner, args.data_folder, trials, name=name, extra=extra + hidden)
+        for sup, (_, init, more) in supervised.items():
+            if sup not in done and init in (None, name):
+                done[sup] = ex.supervised_stage(runner, args.data_folder, trials, sup, init_from=init,
+                                                extra=extra + more)
     prev = "moco"
     for r in range(1, args.rounds + 1):
         done[f"pl{r}_labels"] = ex.pseudo_label_stage(runner, f"pl{r}_labels", prev, "moco",
                                                       args.n_clusters)
         done[f"pl{r}"] = ex.supervised_stage(runner, args.data_folder, trials, f"pl{r}", init_from=prev,
                                              labels=f"pl{r}_labels", extra=extra)
+        systems[f"pl{r}"] = (SYSTEMS[f"pl{r}"], prev, None)
         prev = f"pl{r}"
-    chain = {"moco": ["moco"], "scratch": ["scratch"], "moco_init": ["moco", "moco_init"],
-             "pl1": ["moco", "pl1_labels", "pl1"], "pl2": ["moco", "pl1_labels", "pl1", "pl2_labels", "pl2"]}
-    systems = dict(SYSTEMS)
-    if args.freeze_epochs:
-        systems[frz] = f"supervised AAM, MoCo-initialised, encoder frozen for {args.freeze_epochs} epochs"
-        chain[frz] = ["moco", frz]
-    if args.proj_hidden:
-        systems["moco_mlp"] = f"MoCo with a {args.proj_hidden}-wide MLP head, no labels (cosine)"
-        systems["moco_mlp_init"] = "supervised AAM, initialised from moco_mlp"
-        chain.update(moco_mlp=["moco_mlp"], moco_mlp_init=["moco_mlp", "moco_mlp_init"])
-    for seed in args.seeds:
-        systems[f"scratch_seed{seed}"] = f"{SYSTEMS['scratch']}, training seed {seed}"
-        systems[f"moco_init_seed{seed}"] = f"{SYSTEMS['moco_init']}, training seed {seed}"
-        chain[f"scratch_seed{seed}"] = [f"scratch_seed{seed}"]
-        chain[f"moco_init_seed{seed}"] = ["moco", f"moco_init_seed{seed}"]
+    chain = {"pl1": ["moco", "pl1_labels", "pl1"], "pl2": ["moco", "pl1_labels", "pl1", "pl2_labels", "pl2"]}
+    for name, (_, init, _) in list(systems.items()) + list(supervised.items()):
+        chain.setdefault(name, ([init] if init else []) + [name])
+    order = ["moco", "scratch", "moco_init", "pl1", "pl2"]
+    described = {k: v[0] for k, v in list(systems.items()) + list(supervised.items())}
+    systems = {k: described[k] for k in order if k in described}
+    systems.update({k: v for k, v in described.items() if k not in systems})
     rows, evals = [], {name: {} for name in lists}
     for system, desc in systems.items():
         if system not in done:
@@ -136,9 +150,9 @@ def main(argv=None):
         runs = [system] + [f"{system}_seed{seed}" for seed in args.seeds]
         return float(ex.np.mean([ref[r]["metrics"][name]["EER"] for r in runs]))
 
-    means = {name: {"scratch": mean_eer("scratch", name), "moco_init": mean_eer("moco_init", name)}
-             for name in lists}
-    change = {name: ex.relative_change(means[name]["moco_init"], means[name]["scratch"]) for name in lists}
+    means = {name: {s: mean_eer(s, name) for s in seeded} for name in lists}
+    change = {name: {s: ex.relative_change(means[name][s], means[name]["scratch"])
+                     for s in seeded if s != "scratch"} for name in lists}
     plots = {}
     for name in lists:
         stem = name.replace(".txt", "")
@@ -166,9 +180,10 @@ def main(argv=None):
              "train s: wall seconds of the system's own stage(s); total s: including the MoCo "
              "pretraining and pseudo-labelling it starts from. Cosine scoring, no score normalisation.", ""]
     over = f"mean of {1 + len(args.seeds)} training seeds" if args.seeds else "one training seed"
-    for name, value in change.items():
-        lines.append(f"- MoCo-init vs scratch, {name} ({over}): EER {means[name]['moco_init']:.2f}% "
-                     f"vs {means[name]['scratch']:.2f}% ({value:+.1f}% relative)")
+    for name, values in change.items():
+        for system, value in values.items():
+            lines.append(f"- {system} vs scratch, {name} ({over}): EER {means[name][system]:.2f}% "
+                         f"vs {means[name]['scratch']:.2f}% ({value:+.1f}% relative)")
     for k, v in result["pseudo_labels"].items():
         q = v["quality_all"] or {}
         lines.append(f"- {k} pseudo-labels: {v['n_clusters']} clusters, {v['train_kept']}/{v['train_rows']} "
