@@ -66,11 +66,11 @@ class SpeakerBrain(EmbeddingBrain):
 
     def param_groups(self):
         """The encoder at ``encoder_lr_scale`` x the schedule, the rest at 1 x."""
-        scale = self.encoder_lr_scale()
+        groups, scale = super().param_groups(), self.encoder_lr_scale()
         if scale == 1.0:
-            return super().param_groups()
+            return groups
+        (trainable,) = [g["params"] for g in groups]
         encoder = {id(p) for p in self.modules.embedding_model.parameters()}
-        trainable = [p for p in self.modules.parameters() if p.requires_grad]
         return [{"params": [p for p in trainable if id(p) in encoder], "lr_scale": scale},
                 {"params": [p for p in trainable if id(p) not in encoder], "lr_scale": 1.0}]
 

@@ -80,19 +80,20 @@ def main(argv=None):
     extra = shlex.split(args.stage_args)
     trials = lists[main_list]
 
-    # system -> (description, MoCo run it starts from or None, extra training arguments)
-    systems = {"moco": (SYSTEMS["moco"], None, None)}
+    # MoCo runs: name -> (description, extra training arguments)
+    moco_runs = {"moco": (SYSTEMS["moco"], [])}
+    # supervised runs: name -> (description, MoCo run it starts from or None, extra arguments)
     supervised = {"scratch": (SYSTEMS["scratch"], None, []),
                   "moco_init": (SYSTEMS["moco_init"], "moco", [])}
     if args.proj_hidden:
-        systems["moco_mlp"] = (f"MoCo with a {args.proj_hidden}-wide MLP head, no labels (cosine)", None, None)
+        moco_runs["moco_mlp"] = (f"MoCo with a {args.proj_hidden}-wide MLP head, no labels (cosine)",
+                                 [f"--proj_hidden={args.proj_hidden}"])
         supervised["moco_mlp_init"] = ("supervised AAM, initialised from moco_mlp", "moco_mlp", [])
     source = "moco_mlp" if args.proj_hidden else "moco"
     if args.encoder_lr_scale is not None:
-        lr_name = f"{source}_init_lr{args.encoder_lr_scale:g}"
-        supervised[lr_name] = (f"supervised AAM, initialised from {source}, encoder at "
-                               f"{args.encoder_lr_scale:g} x the learning rate", source,
-                               [f"--encoder_lr_scale={args.encoder_lr_scale}"])
+        supervised[f"{source}_init_lr{args.encoder_lr_scale:g}"] = (
+            f"supervised AAM, initialised from {source}, encoder at {args.encoder_lr_scale:g} x the "
+            "learning rate", source, [f"--encoder_lr_scale={args.encoder_lr_scale}"])
     frz = f"moco_init_frz{args.freeze_epochs}"
     if args.freeze_epochs:
         supervised[frz] = (f"supervised AAM, MoCo-initialised, encoder frozen for {args.freeze_epochs} "
@@ -104,11 +105,11 @@ def main(argv=None):
             supervised[f"{name}_seed{seed}"] = (f"{desc}, training seed {seed}", init,
                                                 more + [f"--seed={seed}"])
 
-    # stages: the pretraining comparison first (MoCo runs, then what starts from them)
+    # stages: the other MoCo runs first, each followed by what starts from it
     done = {}
-    for name in [s for s in systems if s != "moco"] + ["moco"]:
-        hidden = [f"--proj_hidden={args.proj_hidden}"] if name == "moco_mlp" else []
-        done[name] = ex.moco_stage(runner, args.data_folder, trials, name=name, extra=extra + hidden)
+    for name in sorted(moco_runs, key=lambda n: n == "moco"):
+        done[name] = ex.moco_stage(runner, args.data_folder, trials, name=name,
+                                   extra=extra + moco_runs[name][1])
         for sup, (_, init, more) in supervised.items():
             if sup not in done and init in (None, name):
                 done[sup] = ex.supervised_stage(runner, args.data_folder, trials, sup, init_from=init,
@@ -119,15 +120,15 @@ def main(argv=None):
                                                       args.n_clusters)
         done[f"pl{r}"] = ex.supervised_stage(runner, args.data_folder, trials, f"pl{r}", init_from=prev,
                                              labels=f"pl{r}_labels", extra=extra)
-        systems[f"pl{r}"] = (SYSTEMS[f"pl{r}"], prev, None)
         prev = f"pl{r}"
     chain = {"pl1": ["moco", "pl1_labels", "pl1"], "pl2": ["moco", "pl1_labels", "pl1", "pl2_labels", "pl2"]}
-    for name, (_, init, _) in list(systems.items()) + list(supervised.items()):
-        chain.setdefault(name, ([init] if init else []) + [name])
-    order = ["moco", "scratch", "moco_init", "pl1", "pl2"]
-    described = {k: v[0] for k, v in list(systems.items()) + list(supervised.items())}
-    systems = {k: described[k] for k in order if k in described}
-    systems.update({k: v for k, v in described.items() if k not in systems})
+    chain.update({name: [name] for name in moco_runs})
+    chain.update({name: ([init] if init else []) + [name] for name, (_, init, _) in supervised.items()})
+    # table order: the main systems, then the variants and seeds in the order they were added
+    described = dict({k: v[0] for k, v in moco_runs.items()}, **{k: v[0] for k, v in supervised.items()},
+                     **{k: SYSTEMS[k] for k in ("pl1", "pl2")})
+    systems = {k: described[k] for k in SYSTEMS}
+    systems.update(described)
     rows, evals = [], {name: {} for name in lists}
     for system, desc in systems.items():
         if system not in done:
