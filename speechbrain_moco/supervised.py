@@ -36,6 +36,22 @@ from speechbrain_moco.trainer import EmbeddingBrain
 logger = get_logger(__name__)
 
 
+def init_schedule(hparams):
+    """``(freeze_epochs, encoder_lr_scale)`` of a run: the hparams' values when it
+    is initialised (``init_from``), ``(0, 1.0)`` for a scratch run (a random
+    encoder has nothing to preserve). Out-of-range values raise.
+    """
+    get = hparams.get if isinstance(hparams, dict) else lambda k, d=None: getattr(hparams, k, d)
+    if not get("init_from", None):
+        return 0, 1.0
+    freeze, scale = get("freeze_epochs", 0), float(get("encoder_lr_scale", 1.0))
+    if isinstance(freeze, bool) or int(freeze) != freeze or freeze < 0:
+        raise ValueError(f"freeze_epochs must be a whole number >= 0, got {freeze!r}")
+    if not 0.0 < scale <= 1.0:
+        raise ValueError(f"encoder_lr_scale must be in (0, 1], got {scale}")
+    return int(freeze), scale
+
+
 class SpeakerBrain(EmbeddingBrain):
     """AAM-softmax speaker classification on one random crop per utterance.
 
@@ -55,14 +71,8 @@ class SpeakerBrain(EmbeddingBrain):
         return self.hparams.crops
 
     def encoder_lr_scale(self):
-        """The encoder's learning-rate factor: ``encoder_lr_scale`` with
-        ``init_from``, 1 for a scratch run (nothing to preserve)."""
-        if not getattr(self.hparams, "init_from", None):
-            return 1.0
-        scale = float(getattr(self.hparams, "encoder_lr_scale", 1.0))
-        if not 0.0 < scale <= 1.0:
-            raise ValueError(f"encoder_lr_scale must be in (0, 1], got {scale}")
-        return scale
+        """The encoder's learning-rate factor (see :func:`init_schedule`)."""
+        return init_schedule(self.hparams)[1]
 
     def param_groups(self):
         """The encoder at ``encoder_lr_scale`` x the schedule, the rest at 1 x."""
@@ -78,9 +88,9 @@ class SpeakerBrain(EmbeddingBrain):
         """True while the encoder is frozen: the first ``freeze_epochs`` training
         epochs of a run initialised with ``init_from`` (a random encoder has
         nothing to preserve, so scratch runs never freeze)."""
-        if stage != sb.Stage.TRAIN or not getattr(self.hparams, "init_from", None):
+        if stage != sb.Stage.TRAIN:
             return False
-        return self.hparams.epoch_counter.current <= getattr(self.hparams, "freeze_epochs", 0)
+        return self.hparams.epoch_counter.current <= init_schedule(self.hparams)[0]
 
     def compute_forward(self, batch, stage):
         """Return ``(cosine logits (B, 1, C), embeddings (B, D))``."""
@@ -224,6 +234,7 @@ def run_supervised(argv=None):
 
     argv = sys.argv[1:] if argv is None else argv
     hparams_file, run_opts, overrides, hparams = load_hparams(argv)
+    freeze_epochs, encoder_lr_scale = init_schedule(hparams)  # bad values fail before data preparation
     trials = prepare_experiment(hparams, hparams_file, overrides)
     if hparams.get("extra_sources"):
         raise ValueError("extra_sources are unlabelled: the supervised recipe trains on "
@@ -244,8 +255,7 @@ def run_supervised(argv=None):
             info = json.load(f)
         info.update(init_from=init and os.path.abspath(init), init_checkpoint=init_path,
                     n_speakers=n_speakers,
-                    freeze_epochs=int(hparams.get("freeze_epochs", 0)) if init else 0,
-                    encoder_lr_scale=float(hparams.get("encoder_lr_scale", 1.0)) if init else 1.0,
+                    freeze_epochs=freeze_epochs, encoder_lr_scale=encoder_lr_scale,
                     valid_annotation=hparams["valid_annotation"] and os.path.abspath(
                         hparams["valid_annotation"]))
         with open(info_path, "w", encoding="utf-8") as f:

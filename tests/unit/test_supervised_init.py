@@ -104,3 +104,26 @@ def test_encoder_lr_scale_applies_to_the_initialised_encoder_only():
     assert group["lr"] == pytest.approx(rest["lr"]) and len(group["params"]) == 4
     with pytest.raises(ValueError, match="encoder_lr_scale"):
         _brain(init_from="some_run", encoder_lr_scale=0.0)
+
+
+def test_init_schedule_is_for_initialised_runs_and_validated():
+    from speechbrain_moco.supervised import init_schedule
+
+    assert init_schedule({"freeze_epochs": 3, "encoder_lr_scale": 0.5}) == (0, 1.0)  # scratch
+    assert init_schedule({"init_from": "run", "freeze_epochs": 3, "encoder_lr_scale": 0.5}) == (3, 0.5)
+    assert init_schedule({"init_from": "run"}) == (0, 1.0)
+    for bad in ({"freeze_epochs": -1}, {"freeze_epochs": 1.5}, {"encoder_lr_scale": 1.5}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            init_schedule(dict({"init_from": "run"}, **bad))
+
+
+def test_bad_init_schedule_fails_before_data_preparation(tmp_path):
+    from speechbrain_moco.supervised import run_supervised
+
+    yaml = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "Folder", "SpeakerRec",
+                        "hparams", "train_ecapa.yaml")
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="encoder_lr_scale"):
+        run_supervised([yaml, f"--output_folder={out}", f"--data_folder={tmp_path / 'no_corpus'}",
+                        f"--init_from={tmp_path}", "--encoder_lr_scale=2"])
+    assert not (out / "manifests").exists()
