@@ -1,8 +1,11 @@
 """Start-up checks that turn misconfigurations into clear errors before training."""
 
 import torch
+from speechbrain.utils.logger import get_logger
 
 from speechbrain_moco.encoder import check_embedding
+
+logger = get_logger(__name__)
 
 
 @torch.no_grad()
@@ -31,13 +34,25 @@ def check_crops(durations, crop_seconds):
 
 
 def check_batch(n_utts, batch_size, world, queue_size):
-    """Refuse a training set smaller than one global batch, or a queue smaller than it."""
+    """Refuse a training set smaller than one global batch, or a queue smaller than it;
+    warn when the queue holds more keys than there are training utterances.
+
+    Returns the warning text (``None`` when there is none).
+    """
     if n_utts < batch_size * world:
         raise ValueError(f"the training set has {n_utts} utterances, fewer than one global "
                          f"batch ({batch_size} x {world} processes): lower --batch_size")
     if queue_size < batch_size * world:
         raise ValueError(f"queue_size={queue_size} is smaller than the global batch "
                          f"({batch_size} x {world}): every step would overwrite the whole queue")
+    if queue_size >= n_utts:
+        text = (f"queue_size={queue_size} >= {n_utts} training utterances: every query meets a key "
+                "of its own utterance (from an earlier epoch) among its negatives; a queue well "
+                "below the number of utterances avoids it (e.g. --queue_size=" +
+                f"{max(batch_size * world, n_utts // 4)})")
+        logger.warning(text)
+        return text
+    return None
 
 
 def is_architecture_mismatch(err):

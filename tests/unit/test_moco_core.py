@@ -191,3 +191,16 @@ def test_infonce_logits_stay_float32_under_bf16_autocast():
     expected = torch.cat([(qb * k).sum(1, keepdim=True), qb @ neg.t()], dim=1) / 0.07
     assert torch.allclose(logits, expected, atol=1e-5)
     assert torch.allclose(logits, ref, atol=0.1)
+
+
+def test_check_batch_errors_and_queue_warning():
+    from speechbrain_moco.startup import check_batch
+
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        check_batch(10, 8, 2, 64)
+    with pytest.raises(ValueError, match="queue_size=8 is smaller than the global batch"):
+        check_batch(100, 8, 2, 8)
+    assert check_batch(1000, 8, 2, 128) is None
+    text = check_batch(100, 8, 2, 128)
+    assert "queue_size=128 >= 100 training utterances" in text and "--queue_size=25" in text
+    assert "--queue_size=16" in check_batch(40, 8, 2, 64)  # never below the global batch
