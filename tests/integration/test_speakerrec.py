@@ -115,17 +115,26 @@ def test_compare_writes_table_and_det(tmp_path):
     run([f"{SUP}/compare.py", f"--data_folder={corpus}", f"--output_folder={out}", "--n_clusters=4",
          "--rounds=1", "--stage_args=" + " ".join(SMALL[:-1] + ["--number_of_epochs=1"])])
     assert (out / "moco.done.json").stat().st_mtime == marker
-    # more systems: the done ones are reused, an encoder-LR variant and a second seed are added
+    # more systems: the done ones are reused; an encoder-LR variant, a shorter supervised schedule
+    # (its own --number_of_epochs wins over --stage_args') and a second seed are added
     stdout = run([f"{SUP}/compare.py", f"--data_folder={corpus}", f"--output_folder={out}",
-                  "--n_clusters=4", "--rounds=1", "--encoder_lr_scale=0.5", "--seeds", "3",
-                  "--stage_args=" + " ".join(SMALL[:-1] + ["--number_of_epochs=1"])], timeout=900)
+                  "--n_clusters=4", "--rounds=1", "--encoder_lr_scale=0.5", "--short_epochs=2",
+                  "--seeds", "3", "--stage_args=" + " ".join(SMALL[:-1] + ["--number_of_epochs=1"])],
+                 timeout=900)
     assert (out / "moco.done.json").stat().st_mtime == marker
     result = json.load(open(out / "comparison.json"))
     assert [r["system"] for r in result["systems"]] == [
-        "moco", "scratch", "moco_init", "pl1", "moco_init_lr0.5", "scratch_seed3", "moco_init_seed3",
-        "moco_init_lr0.5_seed3"]
+        "moco", "scratch", "moco_init", "pl1", "moco_init_lr0.5", "scratch_e2", "moco_init_e2",
+        "scratch_seed3", "moco_init_seed3", "moco_init_lr0.5_seed3", "scratch_e2_seed3",
+        "moco_init_e2_seed3"]
     assert sorted(result["moco_init_vs_scratch_eer_change_percent"]["trials.txt"]) == [
-        "moco_init", "moco_init_lr0.5"]
+        "moco_init", "moco_init_e2", "moco_init_lr0.5"]
+    assert result["change_reference"]["moco_init_e2"] == "scratch_e2"
+    assert result["change_reference"]["moco_init_lr0.5"] == "scratch"
+    for system, epochs in (("scratch", 1), ("scratch_e2", 2), ("moco_init_e2_seed3", 2)):
+        log = (out / system / "train_log.txt").read_text().splitlines()
+        assert [line.split(",")[0] for line in log] == [f"epoch: {e}" for e in range(1, epochs + 1)]
+    assert "moco_init_e2 vs scratch_e2, trials.txt (mean of 2 training seeds)" in stdout
     info = json.load(open(out / "moco_init_lr0.5_seed3" / "run_info.json"))
     assert info["init_from"] == str(out / "moco") and info["encoder_lr_scale"] == 0.5
     assert "moco_init_lr0.5 vs scratch, trials.txt (mean of 2 training seeds)" in stdout

@@ -20,7 +20,9 @@ MoCo-initialised one, from the same MoCo run) with more training seeds and
 reports their means, since one run of each differs by noise. ``--proj_hidden``
 adds a MoCo run with an MLP projection head and the supervised run initialised
 from it; ``--encoder_lr_scale`` one initialised run whose encoder learns at
-that factor of the learning rate. Writes ``OUT/comparison.md``, ``OUT/comparison.json`` and a DET
+that factor of the learning rate; ``--short_epochs N`` scratch and MoCo-init
+again with an N-epoch supervised schedule (a smaller labelled budget, each
+compared with the scratch run of its own schedule). Writes ``OUT/comparison.md``, ``OUT/comparison.json`` and a DET
 plot per trial list (``OUT/det_<list>.png``). Stages run once: rerunning the
 command resumes or reuses them (``speechbrain_moco.experiments``).
 """
@@ -43,6 +45,14 @@ SYSTEMS = {
 }
 
 
+def overridden(common, own):
+    """``common`` stage arguments, less the ``--key=`` options that ``own`` sets, then ``own``
+    (a system's own ``--number_of_epochs=`` wins over ``--stage_args``; the recipes refuse a
+    key given twice)."""
+    keys = {a.split("=", 1)[0] for a in own if a.startswith("--")}
+    return [a for a in common if a.split("=", 1)[0] not in keys] + list(own)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_folder", required=True)
@@ -62,6 +72,9 @@ def main(argv=None):
     parser.add_argument("--encoder_lr_scale", type=float, default=None,
                         help="also run MoCo-init (from moco_mlp with --proj_hidden) with the encoder "
                              "at this factor of the learning rate (discriminative fine-tuning)")
+    parser.add_argument("--short_epochs", type=int, default=None,
+                        help="also run scratch and MoCo-init (from moco_mlp with --proj_hidden) with "
+                             "this many supervised epochs, compared with each other")
     parser.add_argument("--seeds", type=int, nargs="*", default=[],
                         help="extra training seeds for scratch and every MoCo-initialised system "
                              "except the frozen one (the yaml's seed is the first)")
@@ -94,6 +107,12 @@ def main(argv=None):
         supervised[f"{source}_init_lr{args.encoder_lr_scale:g}"] = (
             f"supervised AAM, initialised from {source}, encoder at {args.encoder_lr_scale:g} x the "
             "learning rate", source, [f"--encoder_lr_scale={args.encoder_lr_scale}"])
+    if args.short_epochs:
+        n = args.short_epochs
+        supervised[f"scratch_e{n}"] = (f"supervised AAM, from scratch, {n} epochs", None,
+                                       [f"--number_of_epochs={n}"])
+        supervised[f"{source}_init_e{n}"] = (f"supervised AAM, initialised from {source}, {n} epochs",
+                                             source, [f"--number_of_epochs={n}"])
     frz = f"moco_init_frz{args.freeze_epochs}"
     if args.freeze_epochs:
         supervised[frz] = (f"supervised AAM, MoCo-initialised, encoder frozen for {args.freeze_epochs} "
@@ -109,11 +128,11 @@ def main(argv=None):
     done = {}
     for name in sorted(moco_runs, key=lambda n: n == "moco"):
         done[name] = ex.moco_stage(runner, args.data_folder, trials, name=name,
-                                   extra=extra + moco_runs[name][1])
+                                   extra=overridden(extra, moco_runs[name][1]))
         for sup, (_, init, more) in supervised.items():
             if sup not in done and init in (None, name):
                 done[sup] = ex.supervised_stage(runner, args.data_folder, trials, sup, init_from=init,
-                                                extra=extra + more)
+                                                extra=overridden(extra, more))
     prev = "moco"
     for r in range(1, args.rounds + 1):
         done[f"pl{r}_labels"] = ex.pseudo_label_stage(runner, f"pl{r}_labels", prev, "moco",
@@ -151,9 +170,12 @@ def main(argv=None):
         runs = [system] + [f"{system}_seed{seed}" for seed in args.seeds]
         return float(ex.np.mean([ref[r]["metrics"][name]["EER"] for r in runs]))
 
+    # each initialised system against the scratch run of the same schedule
+    reference = {s: f"scratch_e{args.short_epochs}" if args.short_epochs and s.endswith(
+        f"_e{args.short_epochs}") else "scratch" for s in seeded}
     means = {name: {s: mean_eer(s, name) for s in seeded} for name in lists}
-    change = {name: {s: ex.relative_change(means[name][s], means[name]["scratch"])
-                     for s in seeded if s != "scratch"} for name in lists}
+    change = {name: {s: ex.relative_change(means[name][s], means[name][reference[s]])
+                     for s in seeded if not s.startswith("scratch")} for name in lists}
     plots = {}
     for name in lists:
         stem = name.replace(".txt", "")
@@ -167,7 +189,7 @@ def main(argv=None):
                   "data_folder", "seed", "test_fraction", "trials")},
               "n_train_speakers": len(split["train_speakers"]),
               "n_test_speakers": len(split["test_speakers"]),
-              "systems": rows, "moco_init_vs_scratch_eer_change_percent": change,
+              "systems": rows, "moco_init_vs_scratch_eer_change_percent": change, "change_reference": reference,
               "mean_eer_over_seeds": means, "n_seeds": 1 + len(args.seeds),
               "pseudo_labels": {k: {f: v.get(f) for f in ("n_clusters", "train_rows", "train_kept",
                                                           "train_speakers", "quality_all", "quality_kept",
@@ -183,8 +205,9 @@ def main(argv=None):
     over = f"mean of {1 + len(args.seeds)} training seeds" if args.seeds else "one training seed"
     for name, values in change.items():
         for system, value in values.items():
-            lines.append(f"- {system} vs scratch, {name} ({over}): EER {means[name][system]:.2f}% "
-                         f"vs {means[name]['scratch']:.2f}% ({value:+.1f}% relative)")
+            ref = reference[system]
+            lines.append(f"- {system} vs {ref}, {name} ({over}): EER {means[name][system]:.2f}% "
+                         f"vs {means[name][ref]:.2f}% ({value:+.1f}% relative)")
     for k, v in result["pseudo_labels"].items():
         q = v["quality_all"] or {}
         lines.append(f"- {k} pseudo-labels: {v['n_clusters']} clusters, {v['train_kept']}/{v['train_rows']} "
