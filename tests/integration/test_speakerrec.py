@@ -129,8 +129,8 @@ def test_compare_writes_table_and_det(tmp_path):
         "moco_init_e2_seed3"]
     assert sorted(result["moco_init_vs_scratch_eer_change_percent"]["trials.txt"]) == [
         "moco_init", "moco_init_e2", "moco_init_lr0.5"]
-    assert result["change_reference"]["moco_init_e2"] == "scratch_e2"
-    assert result["change_reference"]["moco_init_lr0.5"] == "scratch"
+    assert result["change_reference"] == {"moco_init": "scratch", "moco_init_lr0.5": "scratch",
+                                          "moco_init_e2": "scratch_e2"}
     for system, epochs in (("scratch", 1), ("scratch_e2", 2), ("moco_init_e2_seed3", 2)):
         log = (out / system / "train_log.txt").read_text().splitlines()
         assert [line.split(",")[0] for line in log] == [f"epoch: {e}" for e in range(1, epochs + 1)]

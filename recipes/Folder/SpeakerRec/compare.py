@@ -107,12 +107,14 @@ def main(argv=None):
         supervised[f"{source}_init_lr{args.encoder_lr_scale:g}"] = (
             f"supervised AAM, initialised from {source}, encoder at {args.encoder_lr_scale:g} x the "
             "learning rate", source, [f"--encoder_lr_scale={args.encoder_lr_scale}"])
+    scratch_of = {}  # an initialised system -> its scratch run when that is not "scratch"
     if args.short_epochs:
         n = args.short_epochs
         supervised[f"scratch_e{n}"] = (f"supervised AAM, from scratch, {n} epochs", None,
                                        [f"--number_of_epochs={n}"])
         supervised[f"{source}_init_e{n}"] = (f"supervised AAM, initialised from {source}, {n} epochs",
                                              source, [f"--number_of_epochs={n}"])
+        scratch_of[f"{source}_init_e{n}"] = f"scratch_e{n}"
     frz = f"moco_init_frz{args.freeze_epochs}"
     if args.freeze_epochs:
         supervised[frz] = (f"supervised AAM, MoCo-initialised, encoder frozen for {args.freeze_epochs} "
@@ -171,11 +173,11 @@ def main(argv=None):
         return float(ex.np.mean([ref[r]["metrics"][name]["EER"] for r in runs]))
 
     # each initialised system against the scratch run of the same schedule
-    reference = {s: f"scratch_e{args.short_epochs}" if args.short_epochs and s.endswith(
-        f"_e{args.short_epochs}") else "scratch" for s in seeded}
+    scratch_runs = {"scratch"} | set(scratch_of.values())
+    reference = {s: scratch_of.get(s, "scratch") for s in seeded if s not in scratch_runs}
     means = {name: {s: mean_eer(s, name) for s in seeded} for name in lists}
-    change = {name: {s: ex.relative_change(means[name][s], means[name][reference[s]])
-                     for s in seeded if not s.startswith("scratch")} for name in lists}
+    change = {name: {s: ex.relative_change(means[name][s], means[name][ref])
+                     for s, ref in reference.items()} for name in lists}
     plots = {}
     for name in lists:
         stem = name.replace(".txt", "")
@@ -205,9 +207,9 @@ def main(argv=None):
     over = f"mean of {1 + len(args.seeds)} training seeds" if args.seeds else "one training seed"
     for name, values in change.items():
         for system, value in values.items():
-            ref = reference[system]
-            lines.append(f"- {system} vs {ref}, {name} ({over}): EER {means[name][system]:.2f}% "
-                         f"vs {means[name][ref]:.2f}% ({value:+.1f}% relative)")
+            base = reference[system]
+            lines.append(f"- {system} vs {base}, {name} ({over}): EER {means[name][system]:.2f}% "
+                         f"vs {means[name][base]:.2f}% ({value:+.1f}% relative)")
     for k, v in result["pseudo_labels"].items():
         q = v["quality_all"] or {}
         lines.append(f"- {k} pseudo-labels: {v['n_clusters']} clusters, {v['train_kept']}/{v['train_rows']} "
