@@ -110,18 +110,36 @@ def verify_run(run_folder, trials, data_folder, out_dir, device="cpu", extra=())
     return run_verify(argv + list(extra))
 
 
-def untrained_embed_fn(kind, yaml_path, overrides=None, device="cpu"):
+def fit_global_norm(norm, feats, data, device="cpu"):
+    """Estimate a ``global`` InputNormalization's mean/std on the utterances of ``data``.
+
+    What training would have done for an encoder that is never trained (the
+    random-encoder baseline): one pass in train mode, then ``eval()``.
+    """
+    import torch
+
+    norm.train()
+    with torch.no_grad():
+        for item in data:
+            wav = item["sig"].to(device).unsqueeze(0)
+            norm(feats(wav), torch.ones(1, device=device))
+    return norm.eval()
+
+
+def untrained_embed_fn(kind, yaml_path, overrides=None, device="cpu", norm_manifest=None):
     """Embedding function of a system that needs no training.
 
     ``kind``: ``fbank_stats`` (mean+std over frames of the yaml's log Fbank),
     ``mfcc_stats`` (mean+std of 20 MFCCs) -- both without per-utterance
     normalisation, which would erase the means -- or ``random`` (the yaml's
     ``embedding_model`` as initialised by its seed, eval mode, after the
-    yaml's own feature normalisation).
+    yaml's own feature normalisation; a ``global`` one is first estimated on
+    ``norm_manifest = (csv_path, data_folder)``, the utterances to embed).
     """
     from hyperpyyaml import load_hyperpyyaml
     from speechbrain.lobes.features import MFCC
 
+    from speechbrain_moco.dataio import utterance_dataset
     from speechbrain_moco.encoder import embed
     from speechbrain_moco.recipe import stats_embed_fn
 
@@ -138,6 +156,11 @@ def untrained_embed_fn(kind, yaml_path, overrides=None, device="cpu"):
         return stats_embed_fn(MFCC(n_mfcc=20, deltas=False, context=False).to(device), raw), \
             hp["sample_rate"]
     if kind == "random":
+        if norm.norm_type == "global":
+            if norm_manifest is None:
+                raise ValueError(f"{yaml_path}: feature_norm global needs norm_manifest to estimate it on")
+            data = utterance_dataset(norm_manifest[0], norm_manifest[1], hp["sample_rate"])
+            fit_global_norm(norm, feats, data, device)
         encoder = hp["embedding_model"].to(device).eval()
         return (lambda wavs, lens: embed(encoder, norm(feats(wavs), lens), lens)), hp["sample_rate"]
     raise ValueError(f"unknown untrained system {kind!r} (fbank_stats | mfcc_stats | random)")
@@ -157,15 +180,15 @@ def evaluate_untrained(kind, yaml_path, trials, data_folder, out_dir, device="cp
     from speechbrain_moco.evaluation import cached_embeddings, evaluate_trials, trial_manifest
     from speechbrain_moco.manifest import read_trials
 
-    fn, sample_rate = untrained_embed_fn(kind, yaml_path, overrides, device)
-    key = f"{kind}:v2:{yaml_path}:{overrides}"
+    os.makedirs(out_dir, exist_ok=True)
+    csv_path = trial_manifest(read_trials(trials), data_folder,
+                              os.path.join(out_dir, "trial_utts.csv"), trials)
+    fn, sample_rate = untrained_embed_fn(kind, yaml_path, overrides, device, (csv_path, data_folder))
+    data = utterance_dataset(csv_path, data_folder, sample_rate)
+    key = f"{kind}:v3:{yaml_path}:{overrides}"
     scorer = None
     with torch.no_grad():
         if kind.endswith("_stats"):
-            os.makedirs(out_dir, exist_ok=True)
-            csv_path = trial_manifest(read_trials(trials), data_folder,
-                                      os.path.join(out_dir, "trial_utts.csv"), trials, sample_rate)
-            data = utterance_dataset(csv_path, data_folder, sample_rate)
             cache = os.path.join(out_dir, "embeddings.pt")
             _, emb = cached_embeddings(data, fn, cache, key, device, 8, False)
             scorer = CosineScorer(std_norm=True).fit(emb)

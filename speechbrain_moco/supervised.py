@@ -191,6 +191,51 @@ def load_encoder_init(encoder, init_from):
     return path
 
 
+def trained_feature_norm(init_from, ckpt_path):
+    """``(norm_type, std_norm, yaml)`` of the run or model folder ``init_from`` came from.
+
+    Read from its ``hyperparams.yaml`` (the training run's, or an exported
+    model's); ``None`` when there is none (a bare ``.ckpt`` file).
+    """
+    import ruamel.yaml
+    from hyperpyyaml import resolve_references
+
+    run = os.path.dirname(os.path.dirname(os.path.dirname(ckpt_path)))  # <run>/save/CKPT+x/file
+    for folder in (init_from, os.path.dirname(ckpt_path), run):
+        path = os.path.join(folder, "hyperparams.yaml")
+        if os.path.isdir(folder) and os.path.isfile(path):
+            with open(path, encoding="utf-8") as fin:
+                tree = ruamel.yaml.YAML().load(resolve_references(fin))
+            node = tree.get("mean_var_norm") or {}
+            return node.get("norm_type", "global"), bool(node.get("std_norm", True)), path
+    return None
+
+
+def check_init_features(norm, init_from, ckpt_path):
+    """Refuse an init whose encoder was trained on differently normalised features.
+
+    With ``feature_norm: global`` the init run's corpus statistics
+    (``mean_var_norm.ckpt`` beside the weights) are loaded too, so the encoder
+    starts on exactly the features it learned from. Returns what was loaded.
+    """
+    found = trained_feature_norm(init_from, ckpt_path)
+    if found is None:
+        logger.warning("--init_from=%s: no hyperparams.yaml found; cannot check that it was trained "
+                       "with feature_norm=%s", init_from, norm.norm_type)
+    elif (found[0], found[1]) != (norm.norm_type, bool(norm.std_norm)):
+        raise ValueError(
+            f"--init_from={init_from} was trained with feature_norm={found[0]}, feature_std_norm="
+            f"{found[1]} ({found[2]}); this run uses feature_norm={norm.norm_type}, feature_std_norm="
+            f"{bool(norm.std_norm)}: the encoder would see other features. Pass "
+            f"--feature_norm={found[0]} --feature_std_norm={found[1]}")
+    stats = os.path.join(os.path.dirname(ckpt_path), "mean_var_norm.ckpt")
+    if norm.norm_type == "global" and os.path.isfile(stats):
+        norm._load(stats)
+        logger.info("mean_var_norm statistics initialised from %s", stats)
+        return stats
+    return None
+
+
 # ---------------------------------------------------------------------- data
 def label_encoder_for(hparams):
     """Speaker-label encoder of the training manifest, saved once in ``save_folder``."""
@@ -249,6 +294,8 @@ def run_supervised(argv=None):
     hparams["checkpointer"].add_recoverable("classifier", classifier)
     init = hparams.get("init_from")
     init_path = load_encoder_init(hparams["embedding_model"], init) if init else None
+    if init:
+        check_init_features(hparams["mean_var_norm"], init, init_path)
     if if_main_process():
         info_path = os.path.join(hparams["output_folder"], "run_info.json")
         with open(info_path, encoding="utf-8") as f:

@@ -39,20 +39,23 @@ def load_trained_encoder(pretrain_path, run_opts, average_last=1, crop_seconds=N
     with open(hp_path, encoding="utf-8") as fin:
         train_hp = load_hyperpyyaml(fin, {"output_folder": pretrain_path, "data_folder": None,
                                           "noise_annotation": None, "rir_annotation": None})
-    encoder = train_hp["embedding_model"]
+    encoder, norm = train_hp["embedding_model"], train_hp["mean_var_norm"]
     ckpt = sb.utils.checkpoints.Checkpointer(
-        os.path.join(pretrain_path, "save"), recoverables={"embedding_model": encoder}
+        os.path.join(pretrain_path, "save"),
+        recoverables={"embedding_model": encoder, "mean_var_norm": norm},
+        allow_partial_load=True,  # runs made before mean_var_norm was checkpointed
     )
     loaded = ckpt.recover_if_possible()
     if loaded is None:
         raise FileNotFoundError(f"no checkpoint found in {pretrain_path}/save")
+    check_norm_loaded(norm, loaded.path)
     if average_last > 1:
         last = ckpt.find_checkpoints(max_num_checkpoints=average_last,
                                      ckpt_predicate=lambda c: c.meta.get("end-of-epoch", True))
         encoder.load_state_dict(sb.utils.checkpoints.average_checkpoints(last, "embedding_model"))
         logger.info("averaged %d checkpoints of %s", len(last), pretrain_path)
     device = run_opts.get("device", "cpu")
-    feats, norm = train_hp["compute_features"].to(device), train_hp["mean_var_norm"].to(device)
+    feats, norm = train_hp["compute_features"].to(device), norm.to(device).eval()
     encoder = encoder.to(device).eval()
 
     def full(wavs, lens):
@@ -61,6 +64,18 @@ def load_trained_encoder(pretrain_path, run_opts, average_last=1, crop_seconds=N
     fn = full if crop_seconds is None else crop_average(full, int(crop_seconds * train_hp["sample_rate"]))
     fn.checkpoint = f"{loaded.path}|avg{average_last}|crop{crop_seconds}"
     return fn, train_hp
+
+
+def check_norm_loaded(norm, where):
+    """Raise unless a ``global`` InputNormalization holds statistics.
+
+    A ``feature_norm: global`` run saves its corpus mean/std in the checkpoint
+    (``mean_var_norm.ckpt``); without them every feature would be garbage.
+    """
+    if getattr(norm, "norm_type", None) == "global" and not getattr(norm, "count", 0):
+        raise ValueError(f"{where}: feature_norm is global but the checkpoint has no "
+                         "mean_var_norm statistics (mean_var_norm.ckpt)")
+    return norm
 
 
 def training_embeddings(hparams, embed_fn, device, sample_rate):

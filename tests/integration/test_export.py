@@ -45,8 +45,10 @@ def exported(tone_corpus, tmp_path_factory):
 
 def test_exported_folder_has_model_and_threshold(exported):
     out, model_dir = exported
-    for name in ("hyperparams.yaml", "embedding_model.ckpt", "threshold.json"):
+    for name in ("hyperparams.yaml", "embedding_model.ckpt", "mean_var_norm.ckpt", "threshold.json"):
         assert (model_dir / name).is_file(), name
+    stats = torch.load(model_dir / "mean_var_norm.ckpt", weights_only=False)  # feature_norm: global
+    assert stats["count"] > 0 and stats["glob_mean"].shape == (24,)
     info = json.loads((model_dir / "threshold.json").read_text())
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert info["threshold"] == metrics["EER_threshold"]

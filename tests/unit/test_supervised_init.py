@@ -127,3 +127,47 @@ def test_bad_init_schedule_fails_before_data_preparation(tmp_path):
         run_supervised([yaml, f"--output_folder={out}", f"--data_folder={tmp_path / 'no_corpus'}",
                         f"--init_from={tmp_path}", "--encoder_lr_scale=2"])
     assert not (out / "manifests").exists()
+
+
+def norm_run(tmp_path, norm_type, std_norm, encoder):
+    """A run folder whose hyperparams.yaml and checkpoint carry a mean_var_norm."""
+    from speechbrain.processing.features import InputNormalization
+
+    run = tmp_path / f"run_{norm_type}"
+    norm = InputNormalization(norm_type=norm_type, std_norm=std_norm)
+    if norm_type == "global":
+        norm(torch.randn(4, 50, 24) * 3 + 5, torch.ones(4))  # statistics of "its" corpus
+    sb.utils.checkpoints.Checkpointer(str(run / "save"), recoverables={
+        "embedding_model": encoder, "mean_var_norm": norm}).save_checkpoint()
+    (run / "hyperparams.yaml").write_text(
+        f"feature_norm: {norm_type}\nfeature_std_norm: {std_norm}\n"
+        "mean_var_norm: !new:speechbrain.processing.features.InputNormalization\n"
+        "    norm_type: !ref <feature_norm>\n    std_norm: !ref <feature_std_norm>\n")
+    return run, norm
+
+
+def test_init_from_brings_its_feature_normalisation(tmp_path):
+    from speechbrain.processing.features import InputNormalization
+
+    from speechbrain_moco.supervised import check_init_features
+
+    run, source_norm = norm_run(tmp_path, "global", True, ecapa())
+    path = load_encoder_init(ecapa(), str(run))
+    target = InputNormalization(norm_type="global", std_norm=True)
+    stats = check_init_features(target, str(run), path)
+    assert stats.endswith("mean_var_norm.ckpt")
+    assert target.count == source_norm.count > 0
+    assert torch.equal(target.glob_mean, source_norm.glob_mean)
+    assert torch.equal(target.glob_std, source_norm.glob_std)
+    # a run trained on other features is refused, naming both settings
+    for norm_type, std in (("sentence", False), ("global", False)):
+        with pytest.raises(ValueError, match=r"trained with feature_norm=global, feature_std_norm=True.*"
+                                             rf"this run uses feature_norm={norm_type}"):
+            check_init_features(InputNormalization(norm_type=norm_type, std_norm=std), str(run), path)
+    # sentence-normalised runs: checked, nothing to load
+    run_s, _ = norm_run(tmp_path, "sentence", False, ecapa())
+    path_s = load_encoder_init(ecapa(), str(run_s))
+    assert check_init_features(InputNormalization(norm_type="sentence", std_norm=False),
+                               str(run_s), path_s) is None
+    with pytest.raises(ValueError, match="feature_norm=sentence, feature_std_norm=False"):
+        check_init_features(InputNormalization(norm_type="global"), str(run_s), path_s)
