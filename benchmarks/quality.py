@@ -45,10 +45,12 @@ UNTRAINED = {
     "random_ecapa": ("ECAPA, random init (no training)", "random", MOCO_YAML),
     "random_xvector": ("x-vector, random init (no training)", "random", XVEC_YAML),
 }
-TRAINED = {  # name: (description, stage[, verify.py options])
+TRAINED = {  # name: (description, stage[, verify.py options[, verification yaml]])
     "moco_ecapa": ("MoCo ECAPA (moco.yaml), no labels", "moco"),
     "moco_ecapa_msub": ("MoCo ECAPA, cosine after subtracting the mean train-half embedding",
                         "moco", ["--mean_subtraction=True"]),
+    "moco_ecapa_plda": ("MoCo ECAPA, PLDA trained on k-means pseudo-speakers of the train half "
+                        "(verification_plda.yaml, no labels)", "moco", [], "verification_plda.yaml"),
     "moco_xvector": ("MoCo x-vector (moco_xvector.yaml), no labels", "moco_xvector"),
     "supervised_ecapa": ("supervised AAM ECAPA, train-speaker labels", "scratch"),
     "supervised_ecapa_msub": ("supervised AAM ECAPA, cosine after subtracting the mean "
@@ -72,7 +74,7 @@ def evaluate(systems, lists, data_folder, runner, eval_root, device, done):
                 metrics[list_name] = ex.evaluate_untrained(spec[1], spec[2], path, data_folder, out, device)
             else:
                 metrics[list_name] = ex.verify_run(runner.out(spec[1]), path, data_folder, out, device,
-                                                   extra=spec[2] if len(spec) > 2 else ())
+                                                   *spec[2:])
         seconds = 0.0 if untrained(spec) else done[spec[1]]["seconds"]
         rows.append({"system": name, "description": spec[0], "metrics": metrics, "train_seconds": seconds,
                      "total_seconds": seconds, "eval_seconds": round(time.time() - start, 1)})
@@ -107,8 +109,8 @@ def main(argv=None):
         lists = {"trials.txt": os.path.join(corpus, "trials.txt")}
         systems = {k: UNTRAINED[k] for k in ("fbank_stats", "mfcc_stats", "random_ecapa")}
         systems["moco_ecapa"] = ("MoCo ECAPA (moco.yaml), no labels", "embedded_moco")
-        systems["moco_ecapa_msub"] = (TRAINED["moco_ecapa_msub"][0], "embedded_moco",
-                                      ["--mean_subtraction=True"])
+        for variant in ("moco_ecapa_msub", "moco_ecapa_plda"):  # same run, other back-ends
+            systems[variant] = (TRAINED[variant][0], "embedded_moco") + TRAINED[variant][2:]
         rows = evaluate(systems, lists, corpus, runner, os.path.join(runner.work, "eval"), args.device, done)
         result["corpora"]["embedded"] = {"data_folder": corpus, "systems": rows, "trials": lists}
         md += ["## Default corpus: the embedded synthetic corpus (main job as shipped)", "",
@@ -138,7 +140,8 @@ def main(argv=None):
            "train s: wall seconds of the training stage on this machine (recipe defaults: 40 epochs, "
            "batch 32, 2 s crops); untrained systems need none (a `_msub` row reuses its stage). "
            "Scoring, all label-free: encoders by cosine (`_msub`: after subtracting the mean embedding "
-           "of the train half's utterances, as wespeaker scores by default); statistics by cosine "
+           "of the train half's utterances, as wespeaker scores by default; `_plda`: PLDA fitted on "
+           "k-means pseudo-speakers of those utterances); statistics by cosine "
            "after z-normalising each dimension with the mean and std of the scored utterances' own "
            "statistics (without it the largest dimensions swamp the cosine).", ""]
     ex.write_json(args.out + ".json", result)

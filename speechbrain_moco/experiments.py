@@ -100,11 +100,13 @@ def same_command(a, b):
     return [_canonical(x) for x in a] == [_canonical(x) for x in b]
 
 
-def verify_run(run_folder, trials, data_folder, out_dir, device="cpu", extra=()):
-    """Cosine-score ``trials`` with a training run's encoder (as ``verify.py``)."""
+def verify_run(run_folder, trials, data_folder, out_dir, device="cpu", extra=(),
+               yaml="verification_cosine.yaml"):
+    """Score ``trials`` with a training run's encoder, as ``verify.py`` with the
+    Folder recipe's ``yaml`` (cosine by default, or ``verification_plda.yaml``)."""
     from speechbrain_moco.verification import run_verify
 
-    argv = [os.path.join(ROOT, FOLDER_MOCO, "hparams", "verification_cosine.yaml"),
+    argv = [os.path.join(ROOT, FOLDER_MOCO, "hparams", yaml),
             f"--data_folder={data_folder}", f"--verification_file={trials}",
             f"--pretrain_path={run_folder}", f"--output_folder={out_dir}", f"--device={device}"]
     return run_verify(argv + list(extra))

@@ -20,16 +20,17 @@ def test_quality_benchmark_on_a_folder_corpus(tmp_path):
     result = json.load(open(f"{out}.json"))
     rows = result["corpora"]["split"]["systems"]
     assert [r["system"] for r in rows] == ["fbank_stats", "mfcc_stats", "random_ecapa", "random_xvector",
-                                           "moco_ecapa", "moco_ecapa_msub", "moco_xvector",
+                                           "moco_ecapa", "moco_ecapa_msub", "moco_ecapa_plda", "moco_xvector",
                                            "supervised_ecapa", "supervised_ecapa_msub"]
     by_name = {r["system"]: r for r in rows}
     for row in rows:
         assert 0.0 <= row["metrics"]["trials.txt"]["EER"] <= 100.0
-        assert (row["train_seconds"] > 0) == (row["system"] in ("moco_ecapa", "moco_ecapa_msub", "moco_xvector",
-                                                                "supervised_ecapa", "supervised_ecapa_msub"))
-    for name in ("moco_ecapa", "supervised_ecapa"):  # same stage, another back-end
-        assert by_name[name + "_msub"]["train_seconds"] == by_name[name]["train_seconds"]
-        assert by_name[name + "_msub"]["metrics"] != by_name[name]["metrics"]
+        assert (row["train_seconds"] > 0) == (row["system"] not in ("fbank_stats", "mfcc_stats",
+                                                                    "random_ecapa", "random_xvector"))
+    for name, variant in (("moco_ecapa", "_msub"), ("moco_ecapa", "_plda"), ("supervised_ecapa", "_msub")):
+        assert by_name[name + variant]["train_seconds"] == by_name[name]["train_seconds"]  # same stage,
+        assert by_name[name + variant]["metrics"] != by_name[name]["metrics"]  # another back-end
+    assert by_name["moco_ecapa_plda"]["metrics"]["trials.txt"]["backend"] == "PLDAScorer"
     assert "| moco_xvector |" in open(f"{out}.md").read() and "moco_xvector" in stdout
 
 
