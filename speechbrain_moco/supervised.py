@@ -195,7 +195,8 @@ def trained_feature_norm(init_from, ckpt_path):
     """``(norm_type, std_norm, yaml)`` of the run or model folder ``init_from`` came from.
 
     Read from its ``hyperparams.yaml`` (the training run's, or an exported
-    model's); ``None`` when there is none (a bare ``.ckpt`` file).
+    model's); ``None`` when there is none (a bare ``.ckpt`` file) or it
+    builds no ``mean_var_norm``.
     """
     import ruamel.yaml
     from hyperpyyaml import resolve_references
@@ -206,7 +207,10 @@ def trained_feature_norm(init_from, ckpt_path):
         if os.path.isdir(folder) and os.path.isfile(path):
             with open(path, encoding="utf-8") as fin:
                 tree = ruamel.yaml.YAML().load(resolve_references(fin))
-            node = tree.get("mean_var_norm") or {}
+            node = tree.get("mean_var_norm")
+            if not isinstance(node, dict):
+                return None
+            # InputNormalization's own defaults where the yaml leaves them out
             return node.get("norm_type", "global"), bool(node.get("std_norm", True)), path
     return None
 
