@@ -48,6 +48,8 @@ def load_trained_encoder(pretrain_path, run_opts, average_last=1, crop_seconds=N
     loaded = ckpt.recover_if_possible()
     if loaded is None:
         raise FileNotFoundError(f"no checkpoint found in {pretrain_path}/save")
+    if "embedding_model" not in loaded.paramfiles:  # partial loading must not mean a random encoder
+        raise FileNotFoundError(f"{loaded.path} has no embedding_model.ckpt")
     check_norm_loaded(norm, loaded.path)
     if average_last > 1:
         last = ckpt.find_checkpoints(max_num_checkpoints=average_last,

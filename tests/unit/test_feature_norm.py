@@ -33,3 +33,69 @@ def test_fit_global_norm_estimates_the_corpus_mean_and_std():
     out = norm(frames[None] + 100, torch.ones(1))
     assert torch.equal(norm.glob_mean, before)
     torch.testing.assert_close(out[0].mean(0), 100 / norm.glob_std, rtol=1e-3, atol=1e-3)
+
+
+RUN_YAML = """sample_rate: 16000
+output_folder: null
+data_folder: null
+noise_annotation: null
+rir_annotation: null
+compute_features: !new:speechbrain.lobes.features.Fbank
+    n_mels: 12
+mean_var_norm: !new:speechbrain.processing.features.InputNormalization
+    norm_type: global
+    std_norm: True
+embedding_model: !new:speechbrain.lobes.models.Xvector.Xvector
+    in_channels: 12
+    tdnn_channels: [8, 8, 8, 8, 16]
+    lin_neurons: 6
+"""
+
+
+def tiny_run(tmp_path, with_encoder=True, with_norm=True):
+    """A training --output_folder: hyperparams.yaml + save/CKPT+*."""
+    import speechbrain as sb
+    from hyperpyyaml import load_hyperpyyaml
+
+    run = tmp_path / "run"
+    run.mkdir(parents=True)
+    (run / "hyperparams.yaml").write_text(RUN_YAML)
+    hp = load_hyperpyyaml(RUN_YAML)
+    norm = hp["mean_var_norm"]
+    norm(torch.randn(3, 40, 12) * 2 + 7, torch.ones(3))
+    recoverables = {"counter": sb.utils.epoch_loop.EpochCounter(1)}
+    if with_encoder:
+        recoverables["embedding_model"] = hp["embedding_model"]
+    if with_norm:
+        recoverables["mean_var_norm"] = norm
+    sb.utils.checkpoints.Checkpointer(str(run / "save"), recoverables=recoverables).save_checkpoint()
+    return run, norm, hp["embedding_model"]
+
+
+def test_load_trained_encoder_restores_the_global_statistics(tmp_path):
+    from speechbrain_moco.verification import load_trained_encoder
+
+    run, norm, encoder = tiny_run(tmp_path)
+    fn, train_hp = load_trained_encoder(str(run), {"device": "cpu"})
+    loaded = train_hp["mean_var_norm"]
+    assert not loaded.training and loaded.count == norm.count
+    assert torch.equal(loaded.glob_mean, norm.glob_mean) and torch.equal(loaded.glob_std, norm.glob_std)
+    wav = torch.randn(1, 8000)
+    with torch.no_grad():
+        first = fn(wav, torch.ones(1))
+        again = fn(wav * 3, torch.ones(1))  # eval mode: extraction does not move the statistics
+    assert first.shape == (1, 6) and torch.equal(loaded.glob_mean, norm.glob_mean)
+    assert not torch.equal(first, again)
+    for name, tensor in encoder.state_dict().items():
+        assert torch.equal(train_hp["embedding_model"].state_dict()[name], tensor), name
+
+
+def test_load_trained_encoder_refuses_missing_pieces(tmp_path):
+    from speechbrain_moco.verification import load_trained_encoder
+
+    run, _, _ = tiny_run(tmp_path / "a", with_norm=False)
+    with pytest.raises(ValueError, match="feature_norm is global but the checkpoint has no"):
+        load_trained_encoder(str(run), {"device": "cpu"})
+    run, _, _ = tiny_run(tmp_path / "b", with_encoder=False)
+    with pytest.raises(FileNotFoundError, match="has no embedding_model.ckpt"):
+        load_trained_encoder(str(run), {"device": "cpu"})
