@@ -12,7 +12,10 @@ WORKER = os.path.join("tests", "integration", "ddp_worker.py")
 ARGS = ["recipes/Folder/MoCo/hparams/moco.yaml", "--channels=16", "--emb_dim=16", "--n_mels=24",
         "--queue_size=32", "--crop_seconds=0.5", "--num_workers=0", "--number_of_epochs=1",
         "--valid_ratio=0.1", "--noise_prob=0", "--reverb_prob=0", "--drop_freq_prob=0",
-        "--drop_chunk_prob=0", "--seed=3", "--optimizer_step_limit=3"]
+        "--drop_chunk_prob=0", "--seed=3", "--optimizer_step_limit=3",
+        # per-utterance normalisation: with the global default each process accumulates its own
+        # statistics from its half of the batch, so two processes are not step-for-step one
+        "--feature_norm=sentence", "--feature_std_norm=False"]
 
 
 def launch(cmd, corpus, out, batch_size, extra):
