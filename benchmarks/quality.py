@@ -108,9 +108,8 @@ def main(argv=None):
         corpus = os.path.join(ROOT, "results", "embedded_corpus")
         lists = {"trials.txt": os.path.join(corpus, "trials.txt")}
         systems = {k: UNTRAINED[k] for k in ("fbank_stats", "mfcc_stats", "random_ecapa")}
-        systems["moco_ecapa"] = ("MoCo ECAPA (moco.yaml), no labels", "embedded_moco")
-        for variant in ("moco_ecapa_msub", "moco_ecapa_plda"):  # same run, other back-ends
-            systems[variant] = (TRAINED[variant][0], "embedded_moco") + TRAINED[variant][2:]
+        for name in ("moco_ecapa", "moco_ecapa_msub", "moco_ecapa_plda"):  # the main job's run
+            systems[name] = (TRAINED[name][0], "embedded_moco") + TRAINED[name][2:]
         rows = evaluate(systems, lists, corpus, runner, os.path.join(runner.work, "eval"), args.device, done)
         result["corpora"]["embedded"] = {"data_folder": corpus, "systems": rows, "trials": lists}
         md += ["## Default corpus: the embedded synthetic corpus (main job as shipped)", "",

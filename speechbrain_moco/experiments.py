@@ -158,13 +158,18 @@ def untrained_embed_fn(kind, yaml_path, overrides=None, device="cpu", norm_manif
         return stats_embed_fn(MFCC(n_mfcc=20, deltas=False, context=False).to(device), raw), \
             hp["sample_rate"]
     if kind == "random":
-        if norm.norm_type == "global":
-            if norm_manifest is None:
-                raise ValueError(f"{yaml_path}: feature_norm global needs norm_manifest to estimate it on")
-            data = utterance_dataset(norm_manifest[0], norm_manifest[1], hp["sample_rate"])
-            fit_global_norm(norm, feats, data, device)
+        if norm.norm_type == "global" and norm_manifest is None:
+            raise ValueError(f"{yaml_path}: feature_norm global needs norm_manifest to estimate it on")
         encoder = hp["embedding_model"].to(device).eval()
-        return (lambda wavs, lens: embed(encoder, norm(feats(wavs), lens), lens)), hp["sample_rate"]
+
+        def random_fn(wavs, lens):
+            if norm.norm_type == "global" and not norm.count:  # first call only: a rerun whose
+                # embeddings are cached never embeds, so it skips this pass over the audio
+                data = utterance_dataset(norm_manifest[0], norm_manifest[1], hp["sample_rate"])
+                fit_global_norm(norm, feats, data, device)
+            return embed(encoder, norm(feats(wavs), lens), lens)
+
+        return random_fn, hp["sample_rate"]
     raise ValueError(f"unknown untrained system {kind!r} (fbank_stats | mfcc_stats | random)")
 
 

@@ -99,3 +99,22 @@ def test_load_trained_encoder_refuses_missing_pieces(tmp_path):
     run, _, _ = tiny_run(tmp_path / "b", with_encoder=False)
     with pytest.raises(FileNotFoundError, match="has no embedding_model.ckpt"):
         load_trained_encoder(str(run), {"device": "cpu"})
+
+
+def test_random_encoder_estimates_the_global_norm_once_and_not_for_cached_embeddings(
+        tone_corpus, tmp_path, monkeypatch):
+    import os
+
+    from speechbrain_moco import experiments as ex
+
+    calls = []
+    real = ex.fit_global_norm
+    monkeypatch.setattr(ex, "fit_global_norm", lambda *a, **k: calls.append(1) or real(*a, **k))
+    yaml = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "Folder", "MoCo", "hparams",
+                        "moco.yaml")
+    overrides = {"channels": 16, "emb_dim": 16, "n_mels": 24}
+    trials = os.path.join(tone_corpus, "trials.txt")
+    first = ex.evaluate_untrained("random", yaml, trials, tone_corpus, str(tmp_path), overrides=overrides)
+    assert len(calls) == 1  # estimated once, before the first batch, not per batch
+    again = ex.evaluate_untrained("random", yaml, trials, tone_corpus, str(tmp_path), overrides=overrides)
+    assert len(calls) == 1 and again["EER"] == first["EER"]  # cached embeddings: no pass over the audio
