@@ -96,6 +96,44 @@ def test_two_crops_wrap_short_utterances(tmp_path):
     assert int((diffs < 0).sum()) >= 3  # wrapped at least three times
 
 
+def test_two_crops_max_overlap_bounds_the_shared_audio():
+    crop = 16000
+    for max_overlap in (0.0, 0.25, 0.5):
+        crops = TwoCrops(1.0, 16000, seed=5, max_overlap=max_overlap)
+        gaps = []
+        for i in range(500):
+            a, b = crops.offsets(f"u{i}", 5 * crop)
+            assert 0 <= a <= 4 * crop and 0 <= b <= 4 * crop
+            gaps.append(abs(a - b))
+            assert crop - abs(a - b) <= max_overlap * crop  # shared samples
+        # pairs are spread over the allowed gaps, both orders occur
+        assert min(gaps) < (1.0 - max_overlap) * crop + 0.3 * crop and max(gaps) > 3.5 * crop
+    orders = [crops.offsets(f"u{i}", 5 * crop) for i in range(200)]
+    assert any(a < b for a, b in orders) and any(a > b for a, b in orders)
+    # the mean gap matches uniform sampling over the valid pairs: E[gap] = high - 2/3 (high - min_gap)
+    crops = TwoCrops(1.0, 16000, seed=0, max_overlap=0.0)
+    mean = np.mean([abs(a - b) for a, b in (crops.offsets(f"v{i}", 5 * crop) for i in range(4000))])
+    assert abs(mean - (4 * crop - 2 / 3 * 3 * crop)) < 0.03 * crop
+
+
+def test_two_crops_max_overlap_short_utterance_takes_the_ends():
+    crops = TwoCrops(1.0, 16000, seed=1, max_overlap=0.0)
+    for i in range(50):  # 1.5 s: crops cannot be disjoint, so they sit at both ends
+        assert sorted(crops.offsets(f"u{i}", 24000)) == [0, 8000]
+    # shorter than a crop: wrapped as before, no separation possible or attempted
+    assert len(crops.offsets("w", 8000)) == 2
+    # one view (supervised pipeline) ignores the bound
+    assert len(TwoCrops(1.0, 16000, n_views=1, max_overlap=0.0).offsets("u", 48000)) == 1
+    with pytest.raises(ValueError, match="max_overlap"):
+        TwoCrops(1.0, 16000, max_overlap=1.5)
+
+
+def test_two_crops_default_is_unchanged_by_the_overlap_option():
+    a = TwoCrops(0.5, 16000, seed=2)
+    b = TwoCrops(0.5, 16000, seed=2, max_overlap=1.0)
+    assert [a.offsets(f"u{i}", 40000) for i in range(20)] == [b.offsets(f"u{i}", 40000) for i in range(20)]
+
+
 def test_two_view_dataset_rows_align(tmp_path):
     for i in range(2):
         sf.write(tmp_path / f"u{i}.wav", np.full(8000, i + 1, dtype=np.float32) / 4, 16000)
