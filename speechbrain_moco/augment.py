@@ -247,6 +247,66 @@ class SpeedPerturbRows(torch.nn.Module):
         return out[:, : wavs.shape[1]]
 
 
+class RandomEQ(torch.nn.Module):
+    """Colour each row with its own random, smooth frequency response (a channel).
+
+    A microphone, a codec or a room tilts and ripples the long-term spectrum; two
+    crops of one recording share that colouring, so a contrastive model can match
+    them on the channel instead of the voice, and a feature normalisation that
+    keeps each utterance's spectrum (``feature_norm: global``) lets it. Drawing a
+    different colouring per view removes the shortcut. The gain curve in dB is a
+    random sum of ``n_bands`` cosines over log-frequency (lower ones weighted
+    more, so it is smooth), scaled so its largest excursion is uniform in
+    ``[0, max_db]``; applied zero-phase by FFT, RMS kept.
+
+    Arguments
+    ---------
+    max_db : float
+        Largest boost or cut of the curve.
+    n_bands : int
+        Cosine components (resolution of the curve over log-frequency).
+    sample_rate : int
+        Rate of the audio.
+    min_freq : float
+        Frequencies below it share its gain.
+
+    Example
+    -------
+    >>> eq = RandomEQ(max_db=6.0)
+    >>> x = torch.randn(2, 16000)
+    >>> y = eq(x)
+    >>> y.shape, bool(torch.allclose(_rms(y), _rms(x), rtol=1e-3))
+    (torch.Size([2, 16000]), True)
+    """
+
+    def __init__(self, max_db=6.0, n_bands=6, sample_rate=16000, min_freq=60.0):
+        super().__init__()
+        if max_db < 0 or n_bands < 1:
+            raise ValueError(f"RandomEQ needs max_db >= 0 and n_bands >= 1, got {max_db}, {n_bands}")
+        self.max_db, self.n_bands = float(max_db), int(n_bands)
+        self.sample_rate, self.min_freq = sample_rate, float(min_freq)
+
+    def gains_db(self, batch, time, device=None):
+        """(batch, time // 2 + 1) random gain curves in dB for ``time``-sample rows."""
+        freqs = torch.fft.rfftfreq(time, 1.0 / self.sample_rate, device=device)
+        lo, hi = torch.log(torch.tensor(self.min_freq)), torch.log(torch.tensor(self.sample_rate / 2))
+        pos = (torch.log(freqs.clamp(min=self.min_freq)) - lo.to(device)) / (hi - lo).to(device)
+        k = torch.arange(1, self.n_bands + 1, device=device, dtype=torch.float32)
+        basis = torch.cos(torch.pi * k[:, None] * pos[None, :])
+        coef = (torch.rand(batch, self.n_bands, device=device) * 2 - 1) / k
+        curve = coef @ basis
+        peak = curve.abs().amax(dim=1, keepdim=True).clamp(min=1e-6)
+        return curve / peak * torch.rand(batch, 1, device=device) * self.max_db
+
+    def forward(self, wavs, lengths=None):
+        """Return equalised (B, T) waveforms."""
+        batch, time = wavs.shape
+        gain = 10.0 ** (self.gains_db(batch, time, wavs.device) / 20.0)
+        out = torch.fft.irfft(torch.fft.rfft(wavs.float(), dim=1) * gain, n=time, dim=1)
+        out = out * _rms(wavs, lengths) / (_rms(out, lengths) + 1e-8)
+        return out.to(wavs.dtype)
+
+
 class RandomAugment(torch.nn.Module):
     """Apply each transform to a random subset of rows.
 

@@ -6,7 +6,8 @@ import soundfile as sf
 import torch
 
 from speechbrain_moco.audio import AudioError, load_audio
-from speechbrain_moco.augment import AddNoiseBank, AddReverbFFT, RandomAugment, _rms, synthetic_rirs
+from speechbrain_moco.augment import (AddNoiseBank, AddReverbFFT, RandomAugment, RandomEQ, _rms,
+                                      synthetic_rirs)
 from speechbrain_moco.dataio import TwoCrops, two_view_dataset
 
 
@@ -56,6 +57,39 @@ def test_reverb_fft_equals_time_domain_convolution():
                                       padding=rir.numel() - 1).view(-1)[:400]
     full = full * _rms(x) / _rms(full.view(1, -1))
     assert torch.allclose(y.view(-1), full.view(-1), atol=1e-4)
+
+
+def test_random_eq_curves_are_bounded_smooth_and_per_row():
+    torch.manual_seed(0)
+    eq = RandomEQ(max_db=6.0, n_bands=6, sample_rate=16000)
+    g = eq.gains_db(64, 32000)
+    assert g.shape == (64, 16001)
+    assert g.abs().max() <= 6.0 + 1e-4
+    peaks = g.abs().amax(dim=1)
+    assert peaks.min() < 1.5 and peaks.max() > 5.0  # excursion uniform in [0, max_db]
+    assert (g[1:] - g[:-1]).abs().amax(dim=1).median() > 1.0  # each row its own curve
+    assert (g[:, 1:] - g[:, :-1]).abs().max() < 0.05  # smooth across neighbouring bins
+    # below min_freq the gain is flat
+    low = g[:, : int(60 / 0.5)]
+    assert torch.allclose(low, low[:, :1].expand_as(low))
+
+
+def test_random_eq_applies_its_curve_and_keeps_rms():
+    torch.manual_seed(1)
+    x = torch.randn(4, 16000)
+    eq = RandomEQ(max_db=9.0)
+    torch.manual_seed(2)
+    gains = eq.gains_db(4, 16000)
+    torch.manual_seed(2)
+    y = eq(x)
+    assert torch.allclose(_rms(y), _rms(x), rtol=1e-4)
+    ratio_db = 20 * torch.log10(torch.fft.rfft(y).abs() / torch.fft.rfft(x).abs())
+    # equal up to the RMS rescaling, a constant per row
+    centred = ratio_db - gains
+    assert (centred - centred.mean(dim=1, keepdim=True)).abs().max() < 1e-2
+    assert torch.allclose(RandomEQ(max_db=0.0)(x), x, atol=1e-5)
+    with pytest.raises(ValueError, match="max_db"):
+        RandomEQ(max_db=-1.0)
 
 
 def test_random_augment_probabilities_and_independence():
