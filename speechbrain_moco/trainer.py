@@ -56,7 +56,11 @@ class EmbeddingBrain(sb.core.Brain):
 
     # ------------------------------------------------------------------ forward
     def features(self, wavs, lengths, stage):
-        """Fbank + sentence mean/var normalisation (+ SpecAugment in training)."""
+        """Fbank + mean/var normalisation (+ SpecAugment in training).
+
+        A ``global`` normalisation updates its running statistics whenever its
+        module is in training mode (all-reduced across processes by SpeechBrain).
+        """
         feats = self.modules.compute_features(wavs)
         feats = self.modules.mean_var_norm(feats, lengths)
         spec_augment = getattr(self.hparams, "spec_augment", None)
@@ -183,7 +187,9 @@ class EmbeddingBrain(sb.core.Brain):
 
     def on_fit_start(self):
         """Check the encoder contract, then resume with a clear architecture error."""
-        check_encoder(lambda w, n: self.features(w, n, sb.Stage.TEST), self.modules.embedding_model,
+        # un-normalised features: in training mode a global mean_var_norm would fold the
+        # check's silence into its running statistics (and, under DDP, once per process)
+        check_encoder(lambda w, n: self.modules.compute_features(w), self.modules.embedding_model,
                       self.embedding_dim(), self.hparams.sample_rate, self.device)
         try:
             super().on_fit_start()

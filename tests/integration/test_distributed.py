@@ -12,10 +12,9 @@ WORKER = os.path.join("tests", "integration", "ddp_worker.py")
 ARGS = ["recipes/Folder/MoCo/hparams/moco.yaml", "--channels=16", "--emb_dim=16", "--n_mels=24",
         "--queue_size=32", "--crop_seconds=0.5", "--num_workers=0", "--number_of_epochs=1",
         "--valid_ratio=0.1", "--noise_prob=0", "--reverb_prob=0", "--drop_freq_prob=0",
-        "--drop_chunk_prob=0", "--seed=3", "--optimizer_step_limit=3",
-        # per-utterance normalisation: with the global default each process accumulates its own
-        # statistics from its half of the batch, so two processes are not step-for-step one
-        "--feature_norm=sentence", "--feature_std_norm=False"]
+        "--drop_chunk_prob=0", "--seed=3", "--optimizer_step_limit=3"]
+# The Folder default normalisation is global: its running statistics must be all-reduced, so
+# two processes x 4 rows see the same statistics as one process x 8 (asserted below).
 
 
 def launch(cmd, corpus, out, batch_size, extra):
@@ -71,6 +70,13 @@ def test_losses_and_keys_match_single_process(runs):
     """
     ddp, single = runs
     for s in range(3):
+        count, mean = single["steps"][s]["norm"]
+        # only training crops are counted, the same number every step (the start-up encoder
+        # check once folded 1 s of silence per process into them)
+        assert count == (s + 1) * single["steps"][0]["norm"][0] == (s + 1) * 16 * 51
+        for r in (0, 1):  # the global normalisation's statistics: same frames, same values
+            assert ddp[r]["steps"][s]["norm"][0] == count
+            assert torch.allclose(ddp[r]["steps"][s]["norm"][1], mean, atol=1e-4)
         mean_ddp = (ddp[0]["steps"][s]["loss"] + ddp[1]["steps"][s]["loss"]) / 2
         assert mean_ddp == pytest.approx(single["steps"][s]["loss"], rel=1e-4, abs=1e-4)
     ref = dict(zip(single["steps"][0]["ids"], single["steps"][0]["keys"]))
