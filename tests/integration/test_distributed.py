@@ -12,7 +12,7 @@ WORKER = os.path.join("tests", "integration", "ddp_worker.py")
 ARGS = ["recipes/Folder/MoCo/hparams/moco.yaml", "--channels=16", "--emb_dim=16", "--n_mels=24",
         "--queue_size=32", "--crop_seconds=0.5", "--num_workers=0", "--number_of_epochs=1",
         "--valid_ratio=0.1", "--noise_prob=0", "--reverb_prob=0", "--drop_freq_prob=0",
-        "--drop_chunk_prob=0", "--seed=3", "--optimizer_step_limit=3"]
+        "--drop_chunk_prob=0", "--eq_prob=0", "--seed=3", "--optimizer_step_limit=3"]
 # The Folder default normalisation is global: its running statistics must be all-reduced, so
 # two processes x 4 rows see the same statistics as one process x 8 (asserted below).
 
