@@ -71,6 +71,19 @@ def _check_resolved(node, key):
         _check_resolved(child, key)
 
 
+def resolved_yaml_tree(yaml_path):
+    """``(ruamel YAML, tree)`` of a HyperPyYAML file with its ``!ref``s resolved.
+
+    Tags (``!new:`` ...) are kept as ruamel nodes, nothing is instantiated: a
+    training run's ``hyperparams.yaml`` can be inspected or copied without
+    building its objects.
+    """
+    with open(yaml_path, encoding="utf-8") as fin:
+        resolved = resolve_references(fin)
+    rt_yaml = ruamel.yaml.YAML()
+    return rt_yaml, rt_yaml.load(resolved)
+
+
 def inference_yaml(train_yaml_path, loadables):
     """Text of the inference ``hyperparams.yaml`` built from a training yaml.
 
@@ -86,10 +99,7 @@ def inference_yaml(train_yaml_path, loadables):
     str
         The yaml text.
     """
-    with open(train_yaml_path, encoding="utf-8") as fin:
-        resolved = resolve_references(fin)
-    rt_yaml = ruamel.yaml.YAML()
-    tree = rt_yaml.load(resolved)
+    rt_yaml, tree = resolved_yaml_tree(train_yaml_path)
     missing = [k for k in COPIED_NODES if k not in tree]
     if missing:
         raise KeyError(f"{train_yaml_path} has no {', '.join(missing)}")

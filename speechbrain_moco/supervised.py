@@ -28,6 +28,7 @@ from speechbrain.utils.logger import get_logger
 from speechbrain_moco.dataio import attach_audio_cache, labelled_crop_dataset, manifest_durations
 from speechbrain_moco.distributed import world_size
 from speechbrain_moco.encoder import embed
+from speechbrain_moco.export import resolved_yaml_tree
 from speechbrain_moco.manifest import read_manifest
 from speechbrain_moco.sources import SkippingDataset
 from speechbrain_moco.startup import check_crops
@@ -198,16 +199,11 @@ def trained_feature_norm(init_from, ckpt_path):
     model's); ``None`` when there is none (a bare ``.ckpt`` file) or it
     builds no ``mean_var_norm``.
     """
-    import ruamel.yaml
-    from hyperpyyaml import resolve_references
-
     run = os.path.dirname(os.path.dirname(os.path.dirname(ckpt_path)))  # <run>/save/CKPT+x/file
     for folder in (init_from, os.path.dirname(ckpt_path), run):
         path = os.path.join(folder, "hyperparams.yaml")
         if os.path.isdir(folder) and os.path.isfile(path):
-            with open(path, encoding="utf-8") as fin:
-                tree = ruamel.yaml.YAML().load(resolve_references(fin))
-            node = tree.get("mean_var_norm")
+            node = resolved_yaml_tree(path)[1].get("mean_var_norm")
             if not isinstance(node, dict):
                 return None
             # InputNormalization's own defaults where the yaml leaves them out
