@@ -70,17 +70,21 @@ def cached_embeddings(data, embed_fn, cache_path, cache_key, device, batch_size,
 
 def evaluate_trials(trials_path, data_folder, embed_fn, out_dir, device="cpu",
                     batch_size=8, sample_rate=16000, progress=True, scorer=None,
-                    cohort=None, score_norm=None, top_k=300, history_path=None, cache_key=None):
+                    cohort=None, score_norm=None, top_k=300, history_path=None, cache_key=None,
+                    manifest=None):
     """Embed the trial utterances, score, write files and plots, return metrics.
 
     ``scorer`` is a fitted back-end (cosine when None); ``score_norm`` one of
     ``znorm``, ``tnorm``, ``snorm``, ``asnorm`` with ``cohort`` embeddings.
     Embeddings are cached in ``out_dir/embeddings.pt`` under ``cache_key``.
+    ``manifest``: the trial utterances' manifest when the caller already wrote
+    it with ``trial_manifest`` (each file's header is otherwise read again).
     """
     os.makedirs(out_dir, exist_ok=True)
     trials = read_trials(trials_path)
-    csv_path = trial_manifest(trials, data_folder, os.path.join(out_dir, "trial_utts.csv"),
-                              trials_path, sample_rate)
+    csv_path = manifest or trial_manifest(trials, data_folder,
+                                          os.path.join(out_dir, "trial_utts.csv"),
+                                          trials_path, sample_rate)
     data = utterance_dataset(csv_path, data_folder, sample_rate)
     ids, emb = cached_embeddings(data, embed_fn, os.path.join(out_dir, "embeddings.pt"), cache_key,
                                  device, batch_size, progress)

@@ -200,7 +200,7 @@ def evaluate_untrained(kind, yaml_path, trials, data_folder, out_dir, device="cp
             _, emb = cached_embeddings(data, fn, cache, key, device, 8, False)
             scorer = CosineScorer(std_norm=True).fit(emb)
         return evaluate_trials(trials, data_folder, fn, out_dir, device, 8, sample_rate,
-                               progress=False, scorer=scorer, cache_key=key)
+                               progress=False, scorer=scorer, cache_key=key, manifest=csv_path)
 
 
 def det_systems(eval_dirs):

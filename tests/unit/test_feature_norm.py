@@ -118,3 +118,21 @@ def test_random_encoder_estimates_the_global_norm_once_and_not_for_cached_embedd
     assert len(calls) == 1  # estimated once, before the first batch, not per batch
     again = ex.evaluate_untrained("random", yaml, trials, tone_corpus, str(tmp_path), overrides=overrides)
     assert len(calls) == 1 and again["EER"] == first["EER"]  # cached embeddings: no pass over the audio
+
+
+def test_untrained_evaluation_reads_each_trial_file_header_once(tone_corpus, tmp_path, monkeypatch):
+    import os
+
+    from speechbrain_moco import evaluation
+    from speechbrain_moco import experiments as ex
+
+    probed = []
+    real = evaluation.audio_frames
+    monkeypatch.setattr(evaluation, "audio_frames", lambda p: probed.append(p) or real(p))
+    yaml = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "Folder", "MoCo", "hparams",
+                        "moco.yaml")
+    trials = os.path.join(tone_corpus, "trials.txt")
+    ex.evaluate_untrained("mfcc_stats", yaml, trials, tone_corpus, str(tmp_path))
+    assert probed and len(probed) == len(set(probed))  # one manifest, written once
+    rows = open(os.path.join(tmp_path, "trial_utts.csv")).read().splitlines()
+    assert len(rows) == len(probed) + 1
