@@ -137,7 +137,8 @@ def main(argv=None):
            ex.split_summary(split), "",
            ex.results_table(rows, list(lists)), "",
            "train s: wall seconds of the training stage on this machine (recipe defaults: 40 epochs, "
-           "batch 32; MoCo: two disjoint 1.5 s crops, supervised: one 2 s crop); untrained systems need none (a `_msub` or `_plda` row reuses its stage). "
+           "batch 32; MoCo: two disjoint 1.5 s crops, supervised: one 2 s crop); untrained systems "
+           "need none (a `_msub` or `_plda` row reuses its stage). "
            "Scoring, all label-free: encoders by cosine (`_msub`: after subtracting the mean embedding "
            "of the train half's utterances, as wespeaker scores by default; `_plda`: PLDA fitted on "
            "k-means pseudo-speakers of those utterances); statistics by cosine "

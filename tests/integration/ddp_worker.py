@@ -32,9 +32,11 @@ class RecordingBrain(MoCoBrain):
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
         super().on_fit_batch_end(batch, outputs, loss, should_step)
         norm = self.modules.mean_var_norm
+        stats = (int(getattr(norm, "count", 0)),
+                 getattr(norm, "glob_mean", torch.empty(0)).detach().cpu().clone())
         self.record = getattr(self, "record", []) + [
             {"loss": float(loss.detach()), "ids": list(batch.id), "keys": outputs["keys"].detach().cpu(),
-             "norm": (int(getattr(norm, "count", 0)), getattr(norm, "glob_mean", torch.empty(0)).detach().cpu().clone())}
+             "norm": stats}
         ]
 
 

@@ -83,7 +83,8 @@ def test_training_steps_enqueue_keys_and_loss_falls(tone_corpus, tmp_path):
     # the pretext is solved from the first steps (losses ~0.01) and cannot fall, so this test of
     # learning uses per-utterance normalisation, where the encoder has to learn the shape.
     brain, hp, data = build(tone_corpus, tmp_path / "l", number_of_epochs=6, queue_size=8,
-                            noise_prob=0.0, reverb_prob=0.0, drop_freq_prob=0.0, drop_chunk_prob=0.0, eq_prob=0.0,
+                            noise_prob=0.0, reverb_prob=0.0, drop_freq_prob=0.0, drop_chunk_prob=0.0,
+                            eq_prob=0.0,
                             feature_norm="sentence", feature_std_norm=False)
     fit(brain, hp, data)
     steps = len(brain.losses)

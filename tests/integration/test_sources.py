@@ -8,9 +8,9 @@ import pytest
 from conftest import write_tone_corpus
 from hyperpyyaml import load_hyperpyyaml
 from test_moco_brain import YAML, build, fit
+from test_recipes import TINY, run
 
 from data_prep.folder_prepare import prepare_folder
-from test_recipes import TINY, run
 
 
 def test_two_sources_are_drawn_by_weight(tone_corpus, tmp_path):

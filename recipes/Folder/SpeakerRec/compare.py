@@ -22,9 +22,10 @@ adds a MoCo run with an MLP projection head and the supervised run initialised
 from it; ``--encoder_lr_scale`` one initialised run whose encoder learns at
 that factor of the learning rate; ``--short_epochs N`` scratch and MoCo-init
 again with an N-epoch supervised schedule (a smaller labelled budget, each
-compared with the scratch run of its own schedule). Writes ``OUT/comparison.md``, ``OUT/comparison.json`` and a DET
-plot per trial list (``OUT/det_<list>.png``). Stages run once: rerunning the
-command resumes or reuses them (``speechbrain_moco.experiments``).
+compared with the scratch run of its own schedule). Writes ``OUT/comparison.md``,
+``OUT/comparison.json`` and a DET plot per trial list (``OUT/det_<list>.png``).
+Stages run once: rerunning the command resumes or reuses them
+(``speechbrain_moco.experiments``).
 """
 
 import argparse
@@ -191,7 +192,8 @@ def main(argv=None):
                   "data_folder", "seed", "test_fraction", "trials")},
               "n_train_speakers": len(split["train_speakers"]),
               "n_test_speakers": len(split["test_speakers"]),
-              "systems": rows, "moco_init_vs_scratch_eer_change_percent": change, "change_reference": reference,
+              "systems": rows, "moco_init_vs_scratch_eer_change_percent": change,
+              "change_reference": reference,
               "mean_eer_over_seeds": means, "n_seeds": 1 + len(args.seeds),
               "pseudo_labels": {k: {f: v.get(f) for f in ("n_clusters", "train_rows", "train_kept",
                                                           "train_speakers", "quality_all", "quality_kept",
