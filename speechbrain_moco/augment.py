@@ -11,6 +11,7 @@ convolution, which on CPU cost as much as the encoder itself.
 
 import csv
 import inspect
+import math
 
 import torch
 import torch.nn.functional as F
@@ -289,8 +290,8 @@ class RandomEQ(torch.nn.Module):
     def gains_db(self, batch, time, device=None):
         """(batch, time // 2 + 1) random gain curves in dB for ``time``-sample rows."""
         freqs = torch.fft.rfftfreq(time, 1.0 / self.sample_rate, device=device)
-        lo, hi = torch.log(torch.tensor(self.min_freq)), torch.log(torch.tensor(self.sample_rate / 2))
-        pos = (torch.log(freqs.clamp(min=self.min_freq)) - lo.to(device)) / (hi - lo).to(device)
+        lo, hi = math.log(self.min_freq), math.log(self.sample_rate / 2)
+        pos = (torch.log(freqs.clamp(min=self.min_freq)) - lo) / (hi - lo)  # 0 .. 1
         k = torch.arange(1, self.n_bands + 1, device=device, dtype=torch.float32)
         basis = torch.cos(torch.pi * k[:, None] * pos[None, :])
         coef = (torch.rand(batch, self.n_bands, device=device) * 2 - 1) / k
