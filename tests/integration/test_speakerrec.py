@@ -46,7 +46,8 @@ def test_init_from_moco_then_verify_and_pseudo_labels(tone_corpus, tmp_path):
     assert os.path.isfile(frozen / "save" / "label_encoder.txt")
     # unfrozen, the encoder moves away from the initialisation
     tuned = tmp_path / "tuned"
-    run(train + [f"--output_folder={tuned}", f"--init_from={moco}", "--number_of_epochs=1"])
+    run(train + [f"--output_folder={tuned}", f"--init_from={moco}", "--freeze_epochs=0",
+                 "--number_of_epochs=1"])
     assert not torch.equal(latest_encoder(tuned)["blocks.0.conv.conv.weight"],
                            moco_state["blocks.0.conv.conv.weight"])
     # the foundation's verify.py scores a supervised run like a MoCo run

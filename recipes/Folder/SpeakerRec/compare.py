@@ -20,7 +20,9 @@ MoCo-initialised one, from the same MoCo run) with more training seeds and
 reports their means, since one run of each differs by noise. ``--proj_hidden``
 adds a MoCo run with an MLP projection head and the supervised run initialised
 from it; ``--encoder_lr_scale`` one initialised run whose encoder learns at
-that factor of the learning rate; ``--short_epochs N`` scratch and MoCo-init
+that factor of the learning rate; ``--freeze_epochs N`` one initialised run
+whose encoder is frozen for N first epochs instead of the yaml's number (0:
+fine-tuned from the first step); ``--short_epochs N`` scratch and MoCo-init
 again with an N-epoch supervised schedule (a smaller labelled budget, each
 compared with the scratch run of its own schedule). Writes ``OUT/comparison.md``,
 ``OUT/comparison.json`` and a DET plot per trial list (``OUT/det_<list>.png``).
@@ -63,9 +65,9 @@ def main(argv=None):
     parser.add_argument("--n_clusters", type=int, default=None,
                         help="pseudo speakers (default: estimated by silhouette)")
     parser.add_argument("--rounds", type=int, default=2, choices=(0, 1, 2))
-    parser.add_argument("--freeze_epochs", type=int, default=0,
+    parser.add_argument("--freeze_epochs", type=int, default=None,
                         help="also run MoCo-init with the encoder frozen for this many first epochs "
-                             "(linear probing, then fine-tuning)")
+                             "instead of the yaml's freeze_epochs (0: fine-tuned from the first step)")
     parser.add_argument("--proj_hidden", type=int, default=None,
                         help="also run MoCo with an MLP projection head of this width (MoCo v2 style: "
                              "the encoder's embedding is not the contrastive space) and initialise "
@@ -78,7 +80,7 @@ def main(argv=None):
                              "this many supervised epochs, compared with each other")
     parser.add_argument("--seeds", type=int, nargs="*", default=[],
                         help="extra training seeds for scratch and every MoCo-initialised system "
-                             "except the frozen one (the yaml's seed is the first)")
+                             "(the yaml's seed is the first)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--stage_args", default="",
                         help="extra arguments for every training stage, e.g. '--number_of_epochs=20'")
@@ -116,11 +118,11 @@ def main(argv=None):
         supervised[f"{source}_init_e{n}"] = (f"supervised AAM, initialised from {source}, {n} epochs",
                                              source, [f"--number_of_epochs={n}"])
         scratch_of[f"{source}_init_e{n}"] = f"scratch_e{n}"
-    frz = f"moco_init_frz{args.freeze_epochs}"
-    if args.freeze_epochs:
-        supervised[frz] = (f"supervised AAM, MoCo-initialised, encoder frozen for {args.freeze_epochs} "
-                           "epochs", "moco", [f"--freeze_epochs={args.freeze_epochs}"])
-    seeded = [s for s in supervised if s != frz]  # what --seeds repeats
+    if args.freeze_epochs is not None:
+        supervised[f"moco_init_frz{args.freeze_epochs}"] = (
+            f"supervised AAM, MoCo-initialised, encoder frozen for {args.freeze_epochs} epochs",
+            "moco", [f"--freeze_epochs={args.freeze_epochs}"])
+    seeded = list(supervised)  # what --seeds repeats
     for seed in args.seeds:
         for name in seeded:
             desc, init, more = supervised[name]
