@@ -308,6 +308,50 @@ class RandomEQ(torch.nn.Module):
         return out.to(wavs.dtype)
 
 
+class RandomGain(torch.nn.Module):
+    """Give each row its own random recording level.
+
+    Two crops of one recording share its level (microphone gain, distance,
+    the corpus' own normalisation), and with a feature normalisation that keeps
+    each utterance's spectrum (``feature_norm: global``) a log-Fbank level is a
+    constant offset the encoder can read: a contrastive model can match the views
+    on their loudness instead of the voice. Each row's RMS (over its valid
+    samples) is first set to ``level_db`` dBFS (``None``: keep the row's own
+    level), then multiplied by a gain drawn uniformly in ``[-max_db, max_db]`` dB,
+    so the source level says nothing about which rows belong together.
+
+    Arguments
+    ---------
+    max_db : float
+        Largest boost or cut.
+    level_db : float or None
+        RMS level (dB relative to full scale) every row is brought to before the
+        random gain; ``None`` keeps each row's level.
+
+    Example
+    -------
+    >>> gain = RandomGain(max_db=0.0, level_db=-26.0)
+    >>> y = gain(torch.randn(2, 16000))
+    >>> [round(20 * math.log10(float(r)), 2) for r in _rms(y)]
+    [-26.0, -26.0]
+    """
+
+    def __init__(self, max_db=6.0, level_db=-26.0):
+        super().__init__()
+        if max_db < 0:
+            raise ValueError(f"RandomGain needs max_db >= 0, got {max_db}")
+        self.max_db = float(max_db)
+        self.level_db = None if level_db is None else float(level_db)
+
+    def forward(self, wavs, lengths=None):
+        """Return (B, T) waveforms at their new levels."""
+        db = (torch.rand(wavs.shape[0], 1, device=wavs.device) * 2 - 1) * self.max_db
+        scale = 10.0 ** (db / 20.0)
+        if self.level_db is not None:
+            scale = scale * 10.0 ** (self.level_db / 20.0) / (_rms(wavs.float(), lengths) + 1e-8)
+        return (wavs.float() * scale).to(wavs.dtype)
+
+
 class RandomAugment(torch.nn.Module):
     """Apply each transform to a random subset of rows.
 

@@ -44,12 +44,14 @@ def test_init_from_moco_then_verify_and_pseudo_labels(tone_corpus, tmp_path):
     history = [json.loads(line) for line in open(frozen / "history.jsonl")]
     assert history[0]["encoder_frozen"] is True and "valid_acc" in history[0]
     assert os.path.isfile(frozen / "save" / "label_encoder.txt")
+    assert "the initialised encoder is never fine-tuned" in (frozen / "log.txt").read_text()
     # unfrozen, the encoder moves away from the initialisation
     tuned = tmp_path / "tuned"
     run(train + [f"--output_folder={tuned}", f"--init_from={moco}", "--freeze_epochs=0",
                  "--number_of_epochs=1"])
     assert not torch.equal(latest_encoder(tuned)["blocks.0.conv.conv.weight"],
                            moco_state["blocks.0.conv.conv.weight"])
+    assert "never fine-tuned" not in (tuned / "log.txt").read_text()
     # the foundation's verify.py scores a supervised run like a MoCo run
     ev = tmp_path / "eval"
     run(["recipes/Folder/MoCo/verify.py", "recipes/Folder/MoCo/hparams/verification_cosine.yaml",
@@ -120,18 +122,21 @@ def test_compare_writes_table_and_det(tmp_path):
     # (its own --number_of_epochs wins over --stage_args') and a second seed are added
     stdout = run([f"{SUP}/compare.py", f"--data_folder={corpus}", f"--output_folder={out}",
                   "--n_clusters=4", "--rounds=1", "--encoder_lr_scale=0.5", "--short_epochs=2",
-                  "--seeds", "3", "--stage_args=" + " ".join(SMALL[:-1] + ["--number_of_epochs=1"])],
+                  "--freeze_epochs=0", "--seeds", "3", "--stage_args=" + " ".join(SMALL[:-1] + ["--number_of_epochs=1"])],
                  timeout=900)
     assert (out / "moco.done.json").stat().st_mtime == marker
     result = json.load(open(out / "comparison.json"))
     assert [r["system"] for r in result["systems"]] == [
         "moco", "scratch", "moco_init", "pl1", "moco_init_lr0.5", "scratch_e2", "moco_init_e2",
-        "scratch_seed3", "moco_init_seed3", "moco_init_lr0.5_seed3", "scratch_e2_seed3",
-        "moco_init_e2_seed3"]
+        "moco_init_frz0", "scratch_seed3", "moco_init_seed3", "moco_init_lr0.5_seed3",
+        "scratch_e2_seed3", "moco_init_e2_seed3", "moco_init_frz0_seed3"]
     assert sorted(result["moco_init_vs_scratch_eer_change_percent"]["trials.txt"]) == [
-        "moco_init", "moco_init_e2", "moco_init_lr0.5"]
+        "moco_init", "moco_init_e2", "moco_init_frz0", "moco_init_lr0.5"]
     assert result["change_reference"] == {"moco_init": "scratch", "moco_init_lr0.5": "scratch",
-                                          "moco_init_e2": "scratch_e2"}
+                                          "moco_init_e2": "scratch_e2", "moco_init_frz0": "scratch"}
+    # the yaml's freeze (3 epochs) for MoCo-init, none for the --freeze_epochs=0 variant
+    for system, freeze in (("moco_init_seed3", 3), ("moco_init_frz0_seed3", 0), ("scratch_seed3", 0)):
+        assert json.load(open(out / system / "run_info.json"))["freeze_epochs"] == freeze, system
     for system, epochs in (("scratch", 1), ("scratch_e2", 2), ("moco_init_e2_seed3", 2)):
         log = (out / system / "train_log.txt").read_text().splitlines()
         assert [line.split(",")[0] for line in log] == [f"epoch: {e}" for e in range(1, epochs + 1)]

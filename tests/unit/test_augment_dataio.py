@@ -6,7 +6,8 @@ import soundfile as sf
 import torch
 
 from speechbrain_moco.audio import AudioError, load_audio
-from speechbrain_moco.augment import AddNoiseBank, AddReverbFFT, RandomAugment, RandomEQ, _rms, synthetic_rirs
+from speechbrain_moco.augment import (AddNoiseBank, AddReverbFFT, RandomAugment, RandomEQ, RandomGain, _rms,
+                                      synthetic_rirs)
 from speechbrain_moco.dataio import TwoCrops, two_view_dataset
 
 
@@ -89,6 +90,28 @@ def test_random_eq_applies_its_curve_and_keeps_rms():
     assert torch.allclose(RandomEQ(max_db=0.0)(x), x, atol=1e-5)
     with pytest.raises(ValueError, match="max_db"):
         RandomEQ(max_db=-1.0)
+
+
+def test_random_gain_levels_ignore_the_source_level_and_padding():
+    torch.manual_seed(0)
+    x = torch.randn(400, 2000) * torch.logspace(-3, 0, 400).unsqueeze(1)  # 60 dB of source levels
+    x[:200, 1000:] = 0.0  # padding: half of the first rows
+    lengths = torch.cat([torch.full((200,), 0.5), torch.ones(200)])
+    y = RandomGain(max_db=6.0, level_db=-26.0)(x, lengths)
+    level = 20 * torch.log10(_rms(y, lengths).squeeze(1))
+    assert level.min() >= -32.0 - 1e-3 and level.max() <= -20.0 + 1e-3
+    assert level.max() - level.min() > 10.0  # the gains spread over the range
+    # the new level does not follow the old one
+    old = 20 * torch.log10(_rms(x, lengths).squeeze(1))
+    assert abs(float(torch.corrcoef(torch.stack([old, level]))[0, 1])) < 0.2
+    assert torch.equal(y[:200, 1000:], torch.zeros(200, 1000))  # padding stays silent
+    # level_db=None: a pure gain of at most max_db on each row's own level
+    z = RandomGain(max_db=3.0, level_db=None)(x, lengths)
+    change = 20 * torch.log10(_rms(z, lengths) / _rms(x, lengths)).squeeze(1)
+    assert change.abs().max() <= 3.0 + 1e-3 and change.std() > 1.0
+    assert torch.allclose(RandomGain(max_db=0.0, level_db=None)(x), x)
+    with pytest.raises(ValueError, match="max_db"):
+        RandomGain(max_db=-1.0)
 
 
 def test_random_augment_probabilities_and_independence():
