@@ -122,7 +122,8 @@ def test_compare_writes_table_and_det(tmp_path):
     # (its own --number_of_epochs wins over --stage_args') and a second seed are added
     stdout = run([f"{SUP}/compare.py", f"--data_folder={corpus}", f"--output_folder={out}",
                   "--n_clusters=4", "--rounds=1", "--encoder_lr_scale=0.5", "--short_epochs=2",
-                  "--freeze_epochs=0", "--seeds", "3", "--stage_args=" + " ".join(SMALL[:-1] + ["--number_of_epochs=1"])],
+                  "--freeze_epochs=0", "--seeds", "3",
+                  "--stage_args=" + " ".join(SMALL[:-1] + ["--number_of_epochs=1"])],
                  timeout=900)
     assert (out / "moco.done.json").stat().st_mtime == marker
     result = json.load(open(out / "comparison.json"))

@@ -6,8 +6,15 @@ import soundfile as sf
 import torch
 
 from speechbrain_moco.audio import AudioError, load_audio
-from speechbrain_moco.augment import (AddNoiseBank, AddReverbFFT, RandomAugment, RandomEQ, RandomGain, _rms,
-                                      synthetic_rirs)
+from speechbrain_moco.augment import (
+    AddNoiseBank,
+    AddReverbFFT,
+    RandomAugment,
+    RandomEQ,
+    RandomGain,
+    _rms,
+    synthetic_rirs,
+)
 from speechbrain_moco.dataio import TwoCrops, two_view_dataset
 
 
