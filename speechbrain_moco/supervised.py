@@ -280,11 +280,11 @@ def run_supervised(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     hparams_file, run_opts, overrides, hparams = load_hparams(argv)
     freeze_epochs, encoder_lr_scale = init_schedule(hparams)  # bad values fail before data preparation
+    trials = prepare_experiment(hparams, hparams_file, overrides)
     if freeze_epochs and freeze_epochs >= hparams["number_of_epochs"]:
         logger.warning("freeze_epochs (%d) >= number_of_epochs (%d): the initialised encoder is never "
                        "fine-tuned, only the classifier trains (lower --freeze_epochs)",
                        freeze_epochs, hparams["number_of_epochs"])
-    trials = prepare_experiment(hparams, hparams_file, overrides)
     if hparams.get("extra_sources"):
         raise ValueError("extra_sources are unlabelled: the supervised recipe trains on "
                          "train_annotation only (use pseudo_labels.py to label them)")
