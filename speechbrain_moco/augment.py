@@ -345,11 +345,12 @@ class RandomGain(torch.nn.Module):
 
     def forward(self, wavs, lengths=None):
         """Return (B, T) waveforms at their new levels."""
-        db = (torch.rand(wavs.shape[0], 1, device=wavs.device) * 2 - 1) * self.max_db
+        x = wavs.float()
+        db = (torch.rand(x.shape[0], 1, device=x.device) * 2 - 1) * self.max_db
         scale = 10.0 ** (db / 20.0)
         if self.level_db is not None:
-            scale = scale * 10.0 ** (self.level_db / 20.0) / (_rms(wavs.float(), lengths) + 1e-8)
-        return (wavs.float() * scale).to(wavs.dtype)
+            scale = scale * 10.0 ** (self.level_db / 20.0) / (_rms(x, lengths) + 1e-8)
+        return (x * scale).to(wavs.dtype)
 
 
 class RandomAugment(torch.nn.Module):
