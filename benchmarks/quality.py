@@ -27,6 +27,7 @@ Writes ``benchmarks/results/quality.md`` and ``quality.json``.
 """
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -112,9 +113,16 @@ def main(argv=None):
             systems[name] = (TRAINED[name][0], "embedded_moco") + TRAINED[name][2:]
         rows = evaluate(systems, lists, corpus, runner, os.path.join(runner.work, "eval"), args.device, done)
         result["corpora"]["embedded"] = {"data_folder": corpus, "systems": rows, "trials": lists}
+        with open(os.path.join(corpus, "corpus_info.json"), encoding="utf-8") as f:
+            options = json.load(f)["options"]
+        with open(lists["trials.txt"], encoding="utf-8") as f:
+            n_trials = sum(1 for line in f if line.strip())
+        result["corpora"]["embedded"]["corpus_options"] = options
         md += ["## Default corpus: the embedded synthetic corpus (main job as shipped)", "",
                "`python recipes/Folder/MoCo/train_moco.py recipes/Folder/MoCo/hparams/moco.yaml` "
-               "(60 synthetic speakers, 20 held out for 800 trials)", "",
+               f"({options['n_speakers']} synthetic speakers x {options['utts_per_speaker']} "
+               f"utterances, {options['n_speakers'] - options['n_held_out']} train MoCo, "
+               f"{options['n_held_out']} held out for {n_trials} trials)", "",
                ex.results_table(rows, list(lists)), ""]
 
     work = os.path.abspath(args.work_folder)

@@ -59,7 +59,7 @@ def make_trials(utts_by_spk, n_target_per_spk, rng):
 
 def generate_corpus(
     out_folder,
-    n_speakers=60,
+    n_speakers=120,
     n_held_out=20,
     utts_per_speaker=10,
     min_dur=2.0,

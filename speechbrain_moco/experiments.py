@@ -4,17 +4,19 @@ recipe (``recipes/Folder/SpeakerRec/compare.py``) and of the quality benchmark
 
 Every training stage is the recipe's own command line, run as a subprocess in
 the repository root with its log in ``<work>/logs/<stage>.log``. A finished
-stage leaves ``<work>/<stage>.done.json`` (command, seconds) and is not run
-again by the same command, so two scripts pointed at the same work folder share
-their runs, and an interrupted comparison resumes (an interrupted training
-resumes from its checkpoint). A stage finished by another command is an error,
-not a silent reuse.
+stage leaves ``<work>/<stage>.done.json`` (command, seconds, a digest of each
+hyperparameter file the command names) and is not run again by the same command,
+so two scripts pointed at the same work folder share their runs, and an
+interrupted comparison resumes (an interrupted training resumes from its
+checkpoint). A stage finished by another command, or from a yaml file that has
+changed since (a new default), is an error, not a silent reuse.
 
 Scoring runs in-process: trained systems through ``verification.run_verify``
 (exactly what ``verify.py`` does), untrained ones (feature statistics, a
 randomly initialised encoder) through ``evaluation.evaluate_trials``.
 """
 
+import hashlib
 import json
 import os
 import subprocess
@@ -58,11 +60,17 @@ class StageRunner:
         """
         cmd = [str(a) for a in args] + [f"--output_folder={self.out(name)}", f"--device={self.device}"]
         marker = os.path.join(self.work, f"{name}.done.json")
+        digests = hparams_digests(cmd)
         if os.path.isfile(marker):
             with open(marker, encoding="utf-8") as f:
                 done = json.load(f)
             if not same_command(done["cmd"], cmd):
                 raise ValueError(f"{marker} was made by another command:\n  {done['cmd']}\nnow:\n  {cmd}\n"
+                                 "use another work folder, or delete the stage to rerun it")
+            old = done.get("hparams_sha256")  # absent in markers written before it was recorded
+            if old is not None and old != digests:
+                changed = sorted(k for k in set(old) | set(digests) if old.get(k) != digests.get(k))
+                raise ValueError(f"{marker}: {', '.join(changed)} changed since the stage ran; "
                                  "use another work folder, or delete the stage to rerun it")
             logger.info("stage %s already done (%.0f s)", name, done["seconds"])
             return done
@@ -79,7 +87,7 @@ class StageRunner:
             with open(log_path, encoding="utf-8") as f:
                 tail = f.read()[-3000:]
             raise RuntimeError(f"stage {name} failed (exit {proc.returncode}); log {log_path}:\n{tail}")
-        done = {"cmd": cmd, "seconds": round(seconds, 1), "resumed": resumed}
+        done = {"cmd": cmd, "seconds": round(seconds, 1), "resumed": resumed, "hparams_sha256": digests}
         with open(marker, "w", encoding="utf-8") as f:
             json.dump(done, f, indent=2)
         return done
@@ -93,6 +101,29 @@ def _canonical(arg):
         if value and os.path.exists(path):
             return f"{key}={os.path.realpath(path)}"
     return arg
+
+
+def hparams_digests(cmd):
+    """SHA-256 of each existing ``.yaml`` file a command names (positional or ``--key=``),
+    keyed by its path relative to the repository (absolute outside it).
+
+    Example
+    -------
+    >>> hparams_digests(["recipes/Folder/MoCo/train_moco.py", "--lr=0.1"])
+    {}
+    >>> list(hparams_digests(["x.py", "recipes/Folder/MoCo/hparams/moco.yaml"]))
+    ['recipes/Folder/MoCo/hparams/moco.yaml']
+    """
+    out = {}
+    for arg in cmd:
+        value = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
+        path = value if os.path.isabs(value) else os.path.join(ROOT, value)
+        if value.endswith((".yaml", ".yml")) and os.path.isfile(path):
+            real = os.path.realpath(path)
+            rel = os.path.relpath(real, os.path.realpath(ROOT))
+            with open(real, "rb") as f:
+                out[real if rel.startswith("..") else rel] = hashlib.sha256(f.read()).hexdigest()
+    return out
 
 
 def same_command(a, b):

@@ -38,7 +38,11 @@ def ensure_corpus(hparams):
     from data_prep.synthetic_corpus import generate_corpus
 
     folder = hparams["embedded_corpus_folder"]
-    run_on_main(generate_corpus, kwargs={"out_folder": folder, "seed": hparams["corpus_seed"]})
+    # synthesis is CPU-bound numpy work; the output does not depend on the process count
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = min(4, cores or 1)
+    run_on_main(generate_corpus, kwargs={"out_folder": folder, "seed": hparams["corpus_seed"],
+                                         "num_workers": workers})
     logger.info("no --data_folder given: using the embedded synthetic corpus in %s", folder)
     return folder
 
@@ -59,6 +63,39 @@ def stats_embed_fn(compute_features, mean_var_norm):
     return fn
 
 
+def embedded_schedule(hparams, overrides):
+    r"""The main job's schedule on the embedded corpus.
+
+    ``embedded_corpus_epochs`` (when the yaml has it) replaces ``number_of_epochs``
+    unless ``--number_of_epochs`` is on the command line; the epoch counter and
+    every schedule that reads ``number_of_epochs`` follow. Returns the overrides
+    with it added, so the run's saved ``hyperparams.yaml`` says what ran.
+
+    Example
+    -------
+    >>> from speechbrain.utils.epoch_loop import EpochCounter
+    >>> hp = {"number_of_epochs": 40, "embedded_corpus_epochs": 12, "epoch_counter": EpochCounter(40)}
+    >>> embedded_schedule(hp, "lr: 0.1"), hp["number_of_epochs"], hp["epoch_counter"].limit
+    ('lr: 0.1\nnumber_of_epochs: 12', 12, 12)
+    >>> hp = {"number_of_epochs": 5, "embedded_corpus_epochs": 12, "epoch_counter": EpochCounter(5)}
+    >>> embedded_schedule(hp, "number_of_epochs: 5"), hp["epoch_counter"].limit
+    ('number_of_epochs: 5', 5)
+    """
+    import yaml
+
+    epochs = hparams.get("embedded_corpus_epochs")
+    given = overrides if isinstance(overrides, dict) else (yaml.safe_load(overrides or "") or {})
+    if not epochs or "number_of_epochs" in given:
+        return overrides
+    logger.info("embedded corpus: %d epochs (embedded_corpus_epochs; the yaml's number_of_epochs, %d, "
+                "is for --data_folder corpora)", epochs, hparams["number_of_epochs"])
+    hparams["number_of_epochs"] = epochs
+    hparams["epoch_counter"].limit = epochs
+    if isinstance(overrides, dict):
+        return dict(overrides, number_of_epochs=epochs)
+    return (overrides + "\n" if overrides else "") + f"number_of_epochs: {epochs}"
+
+
 def prepare_experiment(hparams, hparams_file, overrides):
     """Corpus (embedded if no ``data_folder``), experiment folder and manifests.
 
@@ -73,6 +110,7 @@ def prepare_experiment(hparams, hparams_file, overrides):
         hparams["data_folder"] = ensure_corpus(hparams)
         if hparams["verification_file"] is None:
             hparams["verification_file"] = "trials.txt"  # held-out speakers of the corpus
+        overrides = embedded_schedule(hparams, overrides)
     elif not os.path.isdir(hparams["data_folder"]):
         raise FileNotFoundError(f"data_folder does not exist: {hparams['data_folder']}")
     trials = resolve_trials(hparams["data_folder"], hparams["verification_file"])

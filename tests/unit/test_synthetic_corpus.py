@@ -73,6 +73,12 @@ def test_determinism_and_skip(tmp_path):
     assert _files(tmp_path / "a") == c  # changed options: regenerated
 
 
+def test_worker_processes_give_the_same_corpus(tmp_path):
+    one = _files(generate_corpus(tmp_path / "one", seed=4, **SMALL) and tmp_path / "one")
+    two = _files(generate_corpus(tmp_path / "two", seed=4, num_workers=2, **SMALL) and tmp_path / "two")
+    assert one == two and len(one) > 3
+
+
 def test_speaker_in_signal():
     """Two utterances of one speaker share f0 better than utterances of two speakers."""
     low = dict(draw_speaker(np.random.default_rng(0)), f0=90.0)

@@ -1,0 +1,49 @@
+"""StageRunner: a finished stage is reused only for the same command and unchanged yaml files."""
+
+import hashlib
+import json
+
+import pytest
+
+from speechbrain_moco.experiments import StageRunner
+
+STAGE = """import os, sys
+out = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--output_folder=")][0]
+os.makedirs(out, exist_ok=True)
+with open(os.path.join(out, "runs"), "a") as f:
+    f.write("x")
+sys.exit(3 if "--fail=1" in sys.argv else 0)
+"""
+
+
+def test_reuse_needs_same_command_and_same_yaml(tmp_path):
+    script, cfg = tmp_path / "stage.py", tmp_path / "h.yaml"
+    script.write_text(STAGE)
+    cfg.write_text("lr: 0.1\n")
+    runner = StageRunner(tmp_path / "work")
+    done = runner.run("s", [script, cfg, "--lr=0.2"])
+    digest = hashlib.sha256(b"lr: 0.1\n").hexdigest()
+    assert done["hparams_sha256"] == {str(cfg.resolve()): digest}
+    assert runner.run("s", [script, cfg, "--lr=0.2"]) == done  # reused, not rerun
+    assert (tmp_path / "work" / "s" / "runs").read_text() == "x"
+    with pytest.raises(ValueError, match="another command"):
+        runner.run("s", [script, cfg, "--lr=0.5"])
+    cfg.write_text("lr: 0.3\n")  # a changed default
+    with pytest.raises(ValueError, match=r"h\.yaml changed since the stage ran"):
+        runner.run("s", [script, cfg, "--lr=0.2"])
+    # markers written before digests were recorded are still reused
+    marker = tmp_path / "work" / "s.done.json"
+    old = json.loads(marker.read_text())
+    del old["hparams_sha256"]
+    marker.write_text(json.dumps(old))
+    assert runner.run("s", [script, cfg, "--lr=0.2"])["seconds"] == done["seconds"]
+    assert (tmp_path / "work" / "s" / "runs").read_text() == "x"
+
+
+def test_failed_stage_names_its_log_and_leaves_no_marker(tmp_path):
+    (tmp_path / "stage.py").write_text(STAGE)
+    runner = StageRunner(tmp_path / "work")
+    with pytest.raises(RuntimeError, match=r"stage s failed \(exit 3\); log .*s\.log"):
+        runner.run("s", [tmp_path / "stage.py", "--fail=1"])
+    assert not (tmp_path / "work" / "s.done.json").exists()
+    assert runner.run("s", [tmp_path / "stage.py"])["resumed"] is True  # its folder exists
