@@ -43,7 +43,6 @@ def ensure_corpus(hparams):
     workers = min(4, cores or 1)
     run_on_main(generate_corpus, kwargs={"out_folder": folder, "seed": hparams["corpus_seed"],
                                          "num_workers": workers})
-    logger.info("no --data_folder given: using the embedded synthetic corpus in %s", folder)
     return folder
 
 
@@ -87,8 +86,6 @@ def embedded_schedule(hparams, overrides):
     given = overrides if isinstance(overrides, dict) else (yaml.safe_load(overrides or "") or {})
     if not epochs or "number_of_epochs" in given:
         return overrides
-    logger.info("embedded corpus: %d epochs (embedded_corpus_epochs; the yaml's number_of_epochs, %d, "
-                "is for --data_folder corpora)", epochs, hparams["number_of_epochs"])
     hparams["number_of_epochs"] = epochs
     hparams["epoch_counter"].limit = epochs
     if isinstance(overrides, dict):
@@ -104,7 +101,8 @@ def prepare_experiment(hparams, hparams_file, overrides):
     wrote (``trials*`` outputs, e.g. converted official lists or generated
     ones), else ``verification_file``, else None.
     """
-    if hparams["data_folder"] is None:
+    embedded = hparams["data_folder"] is None
+    if embedded:
         if hparams["embedded_corpus_folder"] is None:
             raise ValueError("--data_folder is required by this recipe")
         hparams["data_folder"] = ensure_corpus(hparams)
@@ -119,6 +117,9 @@ def prepare_experiment(hparams, hparams_file, overrides):
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
+    if embedded:  # after the experiment folder exists, so that it reaches log.txt
+        logger.info("no --data_folder given: the embedded synthetic corpus in %s, %d epochs",
+                    hparams["data_folder"], hparams["number_of_epochs"])
     prep_kwargs = {"data_folder": hparams["data_folder"], "save_folder": hparams["manifest_folder"],
                    "verification_file": trials}
     run_on_main(hparams["prepare_data"], kwargs=prep_kwargs)

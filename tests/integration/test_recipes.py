@@ -100,8 +100,8 @@ def test_template_runs_on_embedded_corpus(tmp_path, embedded_corpus):
 def test_main_job_schedule_on_embedded_corpus(tmp_path, embedded_corpus):
     """No --data_folder: embedded_corpus_epochs replaces number_of_epochs, unless the
     command line sets --number_of_epochs."""
-    small = ["--channels=16", "--emb_dim=16", "--n_mels=24", "--num_workers=0", "--device=cpu",
-             f"--embedded_corpus_folder={embedded_corpus}", "--embedded_corpus_epochs=1"]
+    small = ["--channels=16", "--emb_dim=16", "--n_mels=24", "--crop_seconds=0.5", "--num_workers=0",
+             "--device=cpu", f"--embedded_corpus_folder={embedded_corpus}", "--embedded_corpus_epochs=1"]
     for name, extra, epochs in (("main", [], 1), ("given", ["--number_of_epochs=2"], 2)):
         out = tmp_path / name
         run(["recipes/Folder/MoCo/train_moco.py", "recipes/Folder/MoCo/hparams/moco.yaml",
@@ -111,6 +111,8 @@ def test_main_job_schedule_on_embedded_corpus(tmp_path, embedded_corpus):
         assert max(logged) == epochs, name
         saved = (out / "hyperparams.yaml").read_text()
         assert f"number_of_epochs: {epochs}\n" in saved, name
+        logged = (out / "log.txt").read_text()
+        assert f"embedded synthetic corpus in {embedded_corpus}, {epochs} epochs" in logged, name
 
 
 def test_missing_data_folder_is_a_clear_error(tmp_path):
