@@ -115,8 +115,7 @@ def main(argv=None):
         result["corpora"]["embedded"] = {"data_folder": corpus, "systems": rows, "trials": lists}
         with open(os.path.join(corpus, "corpus_info.json"), encoding="utf-8") as f:
             options = json.load(f)["options"]
-        with open(lists["trials.txt"], encoding="utf-8") as f:
-            n_trials = sum(1 for line in f if line.strip())
+        n_trials = rows[0]["metrics"]["trials.txt"]["n_trials"]
         result["corpora"]["embedded"]["corpus_options"] = options
         md += ["## Default corpus: the embedded synthetic corpus (main job as shipped)", "",
                "`python recipes/Folder/MoCo/train_moco.py recipes/Folder/MoCo/hparams/moco.yaml` "

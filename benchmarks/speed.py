@@ -187,10 +187,10 @@ def section_loader(args):
     with tempfile.TemporaryDirectory() as tmp:
         data_folder = args.data_folder
         if data_folder is None or not os.path.isdir(data_folder):
-            from data_prep.synthetic_corpus import generate_corpus
+            from data_prep.synthetic_corpus import default_workers, generate_corpus
 
             data_folder = os.path.join(ROOT, "results", "embedded_corpus")
-            generate_corpus(data_folder, seed=0)
+            generate_corpus(data_folder, seed=0, num_workers=default_workers())
         prep = prepare_folder(data_folder, os.path.join(tmp, "manifests"), valid_ratio=0.0)
         brain, hp = moco_brain(args, os.path.join(tmp, "m"), augment=True)
         memory = fake_batches("moco", args)

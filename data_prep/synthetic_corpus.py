@@ -57,6 +57,12 @@ def make_trials(utts_by_spk, n_target_per_spk, rng):
     return [trials[i] for i in rng.permutation(len(trials))]
 
 
+def default_workers():
+    """Synthesis processes by default: the cores this process may use, at most 4."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(4, cores or 1)
+
+
 def generate_corpus(
     out_folder,
     n_speakers=120,
@@ -143,7 +149,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("out_folder")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--num_workers", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--num_workers", type=int, default=default_workers())
     args = parser.parse_args(argv)
     generate_corpus(args.out_folder, seed=args.seed, num_workers=args.num_workers)
 

@@ -93,13 +93,19 @@ class StageRunner:
         return done
 
 
+def _existing_path(value):
+    """``value`` as the real path of an existing file or folder (relative to the repository),
+    else None."""
+    path = value if os.path.isabs(value) else os.path.join(ROOT, value)
+    return os.path.realpath(path) if value and os.path.exists(path) else None
+
+
 def _canonical(arg):
     """``--key=value`` with an existing path value made absolute (relative to the repository)."""
     if arg.startswith("--") and "=" in arg:
         key, value = arg.split("=", 1)
-        path = value if os.path.isabs(value) else os.path.join(ROOT, value)
-        if value and os.path.exists(path):
-            return f"{key}={os.path.realpath(path)}"
+        if _existing_path(value):
+            return f"{key}={_existing_path(value)}"
     return arg
 
 
@@ -117,9 +123,8 @@ def hparams_digests(cmd):
     out = {}
     for arg in cmd:
         value = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
-        path = value if os.path.isabs(value) else os.path.join(ROOT, value)
-        if value.endswith((".yaml", ".yml")) and os.path.isfile(path):
-            real = os.path.realpath(path)
+        real = _existing_path(value) if value.endswith((".yaml", ".yml")) else None
+        if real and os.path.isfile(real):
             rel = os.path.relpath(real, os.path.realpath(ROOT))
             with open(real, "rb") as f:
                 out[real if rel.startswith("..") else rel] = hashlib.sha256(f.read()).hexdigest()

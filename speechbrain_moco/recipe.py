@@ -35,14 +35,12 @@ def load_hparams(argv):
 
 def ensure_corpus(hparams):
     """Generate (once) the embedded synthetic corpus and return its folder."""
-    from data_prep.synthetic_corpus import generate_corpus
+    from data_prep.synthetic_corpus import default_workers, generate_corpus
 
     folder = hparams["embedded_corpus_folder"]
     # synthesis is CPU-bound numpy work; the output does not depend on the process count
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    workers = min(4, cores or 1)
     run_on_main(generate_corpus, kwargs={"out_folder": folder, "seed": hparams["corpus_seed"],
-                                         "num_workers": workers})
+                                         "num_workers": default_workers()})
     return folder
 
 
@@ -82,14 +80,11 @@ def embedded_schedule(hparams, overrides):
     """
     import yaml
 
-    epochs = hparams.get("embedded_corpus_epochs")
-    given = overrides if isinstance(overrides, dict) else (yaml.safe_load(overrides or "") or {})
-    if not epochs or "number_of_epochs" in given:
+    epochs = hparams.get("embedded_corpus_epochs")  # overrides: the yaml string of load_hparams
+    if not epochs or "number_of_epochs" in (yaml.safe_load(overrides or "") or {}):
         return overrides
     hparams["number_of_epochs"] = epochs
     hparams["epoch_counter"].limit = epochs
-    if isinstance(overrides, dict):
-        return dict(overrides, number_of_epochs=epochs)
     return (overrides + "\n" if overrides else "") + f"number_of_epochs: {epochs}"
 
 
