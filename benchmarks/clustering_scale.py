@@ -41,9 +41,8 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "clustering_scale"))
     args = parser.parse_args(argv)
 
-    from speechbrain_moco.backends import cluster_pseudo_labels
-    from speechbrain_moco.experiments import machine_description, write_json
-    from speechbrain_moco.pseudo_labels import clustering_quality, purity_filter
+    from speechbrain_moco.pseudo_labels import cluster_pseudo_labels, clustering_quality, purity_filter
+    from tools.experiments import machine_description, write_json
 
     rng = np.random.default_rng(0)
     start = time.time()
@@ -75,7 +74,7 @@ def main(argv=None):
           f"Machine: {result['machine']}", "",
           f"{args.n:,} simulated {args.dim}-d embeddings ({result['embeddings_mb']:.0f} MB float32) of "
           f"{args.speakers:,} speakers, spherical MiniBatchKMeans into {args.speakers:,} clusters "
-          "(scikit-learn, `speechbrain_moco.backends.cluster_pseudo_labels`).", "",
+          "(scikit-learn, `speechbrain_moco.pseudo_labels.cluster_pseudo_labels`).", "",
           "| step | seconds |", "|---|---|"]
     md += [f"| {k[:-2].replace('_', ' ')} | {v:.1f} |" for k, v in timings.items()]
     md += ["", f"Peak resident memory: {result['peak_rss_mb']:.0f} MB.  ",

@@ -36,7 +36,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from speechbrain_moco import experiments as ex  # noqa: E402
+from tools import baselines  # noqa: E402
+from tools import experiments as ex  # noqa: E402
 
 MOCO_YAML = os.path.join(ROOT, ex.FOLDER_MOCO, "hparams", "moco.yaml")
 XVEC_YAML = os.path.join(ROOT, ex.FOLDER_MOCO, "hparams", "moco_xvector.yaml")
@@ -72,7 +73,8 @@ def evaluate(systems, lists, data_folder, runner, eval_root, device, done):
         for list_name, path in lists.items():
             out = os.path.join(eval_root, name, list_name.replace(".txt", ""))
             if untrained(spec):
-                metrics[list_name] = ex.evaluate_untrained(spec[1], spec[2], path, data_folder, out, device)
+                metrics[list_name] = baselines.evaluate_untrained(spec[1], spec[2], path, data_folder, out,
+                                                                  device)
             else:
                 metrics[list_name] = ex.verify_run(runner.out(spec[1]), path, data_folder, out, device,
                                                    *spec[2:])

@@ -66,7 +66,7 @@ def common_overrides(args, out):
 
 def moco_brain(args, out, augment=True):
     """A MoCoBrain from the Folder recipe's yaml, ready for ``fit_batch``."""
-    from speechbrain_moco.brain import MoCoBrain
+    from speechbrain_moco.training import MoCoBrain
 
     hp = load_yaml(os.path.join(ROOT, "recipes/Folder/MoCo/hparams/moco.yaml"),
                    dict(common_overrides(args, out), queue_size=max(128, 4 * args.batch_size)))
@@ -81,7 +81,7 @@ def moco_brain(args, out, augment=True):
 
 def supervised_brain(args, out, augment=True, n_speakers=64):
     """A SpeakerBrain from the Folder supervised yaml (same encoder settings)."""
-    from speechbrain_moco.supervised import SpeakerBrain
+    from speechbrain_moco.training import SpeakerBrain
 
     hp = load_yaml(os.path.join(ROOT, "recipes/Folder/SpeakerRec/hparams/train_ecapa.yaml"),
                    common_overrides(args, out))
@@ -109,7 +109,7 @@ def fake_batches(kind, args, n=4, seed=0):
         for i in range(args.batch_size):
             if kind == "moco":
                 rows.append({"id": f"u{i}", "view1": 0.1 * torch.randn(crop, generator=g),
-                             "view2": 0.1 * torch.randn(crop, generator=g)})
+                             "view2": 0.1 * torch.randn(crop, generator=g), "source": "main"})
             else:
                 rows.append({"id": f"u{i}", "sig": 0.1 * torch.randn(crop, generator=g),
                              "spk_id_encoded": torch.LongTensor([i % 64])})
@@ -179,9 +179,7 @@ def section_loader(args):
     import torch
 
     from data_prep.folder_prepare import prepare_folder
-    from speechbrain_moco.audio_cache import AudioCache
-    from speechbrain_moco.dataio import two_view_dataset
-    from speechbrain_moco.sources import SkippingDataset
+    from speechbrain_moco.dataio import AudioCache, SkippingDataset, two_view_dataset
 
     result = {"workers": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -251,9 +249,7 @@ def section_scoring(args):
     """Trials per second of each back-end at 40k and 1M trials."""
     import torch
 
-    from speechbrain_moco.backends import CosineScorer, PLDAScorer
-    from speechbrain_moco.metrics import verification_metrics
-    from speechbrain_moco.score_norm import normalize_scores
+    from speechbrain_moco.verification import CosineScorer, PLDAScorer, normalize_scores, verification_metrics
 
     g = torch.Generator().manual_seed(0)
     n_utts, dim = 20000, 192
@@ -378,7 +374,7 @@ def main(argv=None):
         res["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(res))
         return res
-    from speechbrain_moco.experiments import machine_description, write_json
+    from tools.experiments import machine_description, write_json
 
     passed = [a for a in argv if not a.startswith("--out")]
     res = {"command": "python benchmarks/speed.py " + " ".join(argv), "machine": machine_description(),

@@ -41,10 +41,9 @@ from data_prep.speaker_prep import (
     SILENCE_PEAK,
     chunk_bounds,
     peak_amplitude,
-    walk_files,
 )
-from speechbrain_moco.audio import AUDIO_EXTENSIONS
-from speechbrain_moco.manifest import options_match, save_options, utterance_id
+from speechbrain_moco.dataio.audio import AUDIO_EXTENSIONS, find_audio_files
+from speechbrain_moco.dataio.manifest import options_match, save_options, utterance_id
 
 logger = get_logger(__name__)
 
@@ -93,10 +92,10 @@ def prepare_noise(folder, save_path, types=("noise", "music"), chunk_seconds=Non
             sub = os.path.join(folder, kind)
             if not os.path.isdir(sub):
                 raise FileNotFoundError(f"MUSAN folder {sub} not found (types={tuple(types)})")
-            files += [f"{kind}/{rel}" for rel in walk_files(sub, AUDIO_EXTENSIONS)]
+            files += [f"{kind}/{rel}" for rel in find_audio_files(sub, AUDIO_EXTENSIONS)]
         layout = ("musan", sorted(types))
     else:
-        files, layout = walk_files(folder, AUDIO_EXTENSIONS), ("folder", None)
+        files, layout = find_audio_files(folder, AUDIO_EXTENSIONS), ("folder", None)
     return _prepare_bank(folder, files, save_path, layout, chunk_seconds, sample_rate,
                          allow_resample, check_silence, skip_prep)
 
@@ -130,13 +129,13 @@ def prepare_rir(folder, save_path, types=RIR_TYPES, sample_rate=16000,
             raise ValueError(f"unknown RIR type(s) {bad}; choose among {RIR_TYPES}")
         files = []
         if "simulated" in types:
-            files += [f"{sim}/{rel}" for rel in walk_files(_existing(os.path.join(folder, sim)),
+            files += [f"{sim}/{rel}" for rel in find_audio_files(_existing(os.path.join(folder, sim)),
                                                            AUDIO_EXTENSIONS)]
         if "real" in types:
             files += _real_rirs(folder, real)
         layout = ("rirs_noises", sorted(types))
     else:
-        files, layout = walk_files(folder, AUDIO_EXTENSIONS), ("folder", None)
+        files, layout = find_audio_files(folder, AUDIO_EXTENSIONS), ("folder", None)
     return _prepare_bank(folder, files, save_path, layout, None, sample_rate,
                          allow_resample, check_silence, skip_prep)
 

@@ -30,10 +30,10 @@ from data_prep.speaker_prep import (
     probe_entries,
     roots_and_data_root,
     speaker_outputs,
-    walk_files,
     write_speaker_prep,
 )
-from speechbrain_moco.manifest import options_match, utterance_id
+from speechbrain_moco.dataio.audio import find_audio_files
+from speechbrain_moco.dataio.manifest import options_match, utterance_id
 
 logger = get_logger(__name__)
 
@@ -73,7 +73,8 @@ def prepare_cnceleb(data_folder, save_folder, verification_file=None, splits=("t
     -------
     dict
         Output paths (``train``, ``dev``, ``skipped``, and ``enrol``, ``test``, ``trials``
-        when an evaluation set was found).
+        when an evaluation set was found) and ``data_root``, the ``$data_root`` of the
+        manifests.
     """
     roots, data_root = roots_and_data_root(data_folder)
     eval_roots = [r for r in roots if os.path.isfile(os.path.join(r, "eval", "lists", LISTS[1]))]
@@ -89,7 +90,7 @@ def prepare_cnceleb(data_folder, save_folder, verification_file=None, splits=("t
         raise FileNotFoundError(f"verification_file given but no root holds eval/lists/{LISTS[1]}")
     outputs = speaker_outputs(save_folder, splits, eval_root is not None)
     if skip_prep:
-        return outputs
+        return dict(outputs, data_root=data_root)
     options = {
         "corpus": "cnceleb", "data_folder": roots, "data_root": data_root,
         "eval_root": eval_root, "verification_file": trials_path,
@@ -99,7 +100,7 @@ def prepare_cnceleb(data_folder, save_folder, verification_file=None, splits=("t
     }
     if options_match(save_folder, options, outputs.values()):
         logger.info("CN-Celeb manifests in %s are up to date, skipping", save_folder)
-        return outputs
+        return dict(outputs, data_root=data_root)
     if eval_root is None:
         logger.warning("No root holds eval/lists/%s: writing training manifests only", LISTS[1])
 
@@ -109,7 +110,7 @@ def prepare_cnceleb(data_folder, save_folder, verification_file=None, splits=("t
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"{root}: no data/ folder (CN-Celeb layout)")
         prefix = os.path.relpath(folder, data_root).replace(os.sep, "/")
-        for rel in walk_files(folder, EXTENSIONS):
+        for rel in find_audio_files(folder, EXTENSIONS):
             full = f"{prefix}/{rel}" if prefix != "." else rel
             if rel.count("/") != 1:
                 skipped.append((full, "not at data/<speaker>/<utterance>"))
@@ -123,8 +124,9 @@ def prepare_cnceleb(data_folder, save_folder, verification_file=None, splits=("t
                                            check_silence, num_workers)
         skipped += bad
         trial_sets["trials"] = trials
-    return write_speaker_prep(outputs, options, rows, eval_rows, trial_sets, skipped,
-                              dev_ratio, chunk_seconds, sample_rate, seed)
+    outputs = write_speaker_prep(outputs, options, rows, eval_rows, trial_sets, skipped,
+                                 dev_ratio, chunk_seconds, sample_rate, seed)
+    return dict(outputs, data_root=data_root)
 
 
 def _eval_set(root, trials_path, data_root, sample_rate, check_silence, num_workers):
@@ -137,7 +139,7 @@ def _eval_set(root, trials_path, data_root, sample_rate, check_silence, num_work
         folder = os.path.join(eval_dir, sub)
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"{root}: eval/{sub}/ is missing")
-        for rel in walk_files(folder, EXTENSIONS):
+        for rel in find_audio_files(folder, EXTENSIONS):
             full = f"{prefix}{sub}/{rel}"
             entries.append((utterance_id(f"eval/{sub}/{rel}"), full, cnceleb_speaker(rel)))
     rows, skipped = probe_entries(entries, data_root, sample_rate, check_silence, num_workers)

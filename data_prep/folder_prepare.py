@@ -12,7 +12,7 @@ Example
 ...                     min_dur=0.3, max_dur=0.5, n_target_per_spk=1)
 >>> out = prepare_folder(root, root / "manifests", verification_file="trials.txt")
 >>> sorted(out)
-['skipped', 'test', 'train', 'valid']
+['data_root', 'skipped', 'test', 'train', 'trials', 'valid']
 """
 
 import os
@@ -22,14 +22,16 @@ import soundfile
 from speechbrain.utils.logger import get_logger
 from tqdm import tqdm
 
-from speechbrain_moco.manifest import (
+from data_prep import require_data_folder
+from speechbrain_moco.dataio.audio import find_audio_files
+from speechbrain_moco.dataio.manifest import (
     manifest_row,
     options_match,
-    read_trials,
     save_options,
     utterance_id,
     write_manifest,
 )
+from speechbrain_moco.dataio.trials import read_trial_ids
 
 logger = get_logger(__name__)
 
@@ -71,13 +73,20 @@ def prepare_folder(
     Returns
     -------
     dict
-        Output paths: ``train``, ``valid``, ``skipped`` and (with trials) ``test``.
+        Output paths: ``train``, ``valid``, ``skipped`` and (with trials) ``test``;
+        ``trials``, the trial list to score (None without one), and ``data_root``, the
+        ``$data_root`` of the manifests (the corpus root).
 
     Raises
     ------
+    FileNotFoundError
+        When ``data_folder`` is None or not a folder.
     ValueError
         When a trial names a file that does not exist or was skipped (file and line named).
     """
+    require_data_folder(data_folder)
+    if not os.path.isdir(data_folder):
+        raise FileNotFoundError(f"data_folder does not exist: {data_folder}")
     data_folder = os.path.abspath(data_folder)
     outputs = {
         "train": os.path.join(save_folder, "train.csv"),
@@ -90,8 +99,9 @@ def prepare_folder(
             data_folder, verification_file
         )  # keeps absolute paths
         outputs["test"] = os.path.join(save_folder, "test.csv")
+    result = dict(outputs, trials=trial_path, data_root=data_folder)
     if skip_prep:
-        return outputs
+        return result
     options = {
         "data_folder": data_folder,
         "save_folder": os.path.abspath(save_folder),
@@ -103,7 +113,7 @@ def prepare_folder(
     }
     if options_match(save_folder, options, outputs.values()):
         logger.info("Manifests in %s are up to date, skipping preparation", save_folder)
-        return outputs
+        return result
 
     rows, skipped = scan_folder(data_folder, sample_rate, extensions)
     by_id = {row["ID"]: row for row in rows}
@@ -111,7 +121,8 @@ def prepare_folder(
 
     test_ids, test_spks = [], set()
     if trial_path is not None:
-        test_ids = _trial_utterances(trial_path, by_id, skipped_by_id)
+        test_ids = sorted({uid for _, *pair in read_trial_ids(trial_path, by_id, skipped=skipped_by_id)
+                           for uid in pair})
         test_spks = {by_id[uid]["spk_id"] for uid in test_ids}
     train_rows = [row for row in rows if row["spk_id"] not in test_spks]
     train_rows, valid_rows = split_valid(train_rows, valid_ratio, seed)
@@ -137,7 +148,7 @@ def prepare_folder(
         len(test_spks),
     )
     save_options(save_folder, options)
-    return outputs
+    return result
 
 
 def scan_folder(data_folder, sample_rate=16000, extensions=(".wav", ".flac")):
@@ -150,14 +161,7 @@ def scan_folder(data_folder, sample_rate=16000, extensions=(".wav", ".flac")):
     skipped : list of tuple(str, str)
         ``(relative path, reason)`` for files that cannot be used.
     """
-    exts = tuple(e.lower() for e in extensions)
-    relpaths = []
-    for dirpath, dirnames, filenames in os.walk(data_folder):
-        dirnames.sort()
-        for name in sorted(filenames):
-            if name.lower().endswith(exts):
-                full = os.path.join(dirpath, name)
-                relpaths.append(os.path.relpath(full, data_folder).replace(os.sep, "/"))
+    relpaths = find_audio_files(data_folder, extensions)
     rows, skipped = [], []
     for rel in tqdm(relpaths, desc="soundfile.info", disable=len(relpaths) < 2000):
         if "/" not in rel:
@@ -209,24 +213,3 @@ def split_valid(rows, valid_ratio, seed):
     train = [r for i, r in enumerate(rows) if i not in valid_idx]
     valid = [r for i, r in enumerate(rows) if i in valid_idx]
     return train, valid
-
-
-def _trial_utterances(trial_path, by_id, skipped_by_id):
-    """Return the sorted IDs named by the trial list, checking each one exists."""
-    trials = read_trials(trial_path)
-    with open(trial_path, encoding="utf-8") as f:
-        linenos = [i for i, line in enumerate(f, start=1) if line.strip()]
-    ids = set()
-    for lineno, (_, enrol, test) in zip(linenos, trials):
-        for name in (enrol, test):
-            uid = utterance_id(name)
-            if uid in skipped_by_id:
-                raise ValueError(
-                    f"{trial_path}:{lineno}: {name!r} was skipped ({skipped_by_id[uid]})"
-                )
-            if uid not in by_id:
-                raise ValueError(f"{trial_path}:{lineno}: {name!r} does not exist")
-            ids.add(uid)
-    if not ids:
-        logger.warning("Trial list %s is empty", trial_path)
-    return sorted(ids)

@@ -20,16 +20,17 @@ import random
 
 from speechbrain.utils.logger import get_logger
 
+from data_prep import require_data_folder
 from data_prep.speaker_prep import (
     check_splits,
     probe_entries,
-    resolve_trials,
     roots_and_data_root,
     speaker_outputs,
-    walk_files,
     write_speaker_prep,
 )
-from speechbrain_moco.manifest import options_match, utterance_id
+from speechbrain_moco.dataio.audio import find_audio_files
+from speechbrain_moco.dataio.manifest import options_match, utterance_id
+from speechbrain_moco.dataio.trials import read_trial_ids
 
 logger = get_logger(__name__)
 
@@ -66,11 +67,13 @@ def prepare_librispeech(data_folder, save_folder, subsets=("train-clean-100",),
     Returns
     -------
     dict
-        Output paths (``train``, ``dev``, ``skipped``, ``enrol``, ``test``, ``trials``).
+        Output paths (``train``, ``dev``, ``skipped``, ``enrol``, ``test``, ``trials``)
+        and ``data_root``, the ``$data_root`` of the manifests.
     """
+    require_data_folder(data_folder)
     if not isinstance(data_folder, (str, os.PathLike)):
         raise TypeError(f"data_folder must be one LibriSpeech root, got {data_folder!r}")
-    (root,), _ = roots_and_data_root(data_folder)
+    (root,), data_root = roots_and_data_root(data_folder)
     subsets, trial_subsets = list(subsets), list(trial_subsets or ())
     if set(subsets) & set(trial_subsets):
         raise ValueError(f"subsets {subsets} and trial_subsets {trial_subsets} overlap")
@@ -83,7 +86,7 @@ def prepare_librispeech(data_folder, save_folder, subsets=("train-clean-100",),
             raise FileNotFoundError(f"trial list not found: {trial_path}")
     outputs = speaker_outputs(save_folder, splits, True)
     if skip_prep:
-        return outputs
+        return dict(outputs, data_root=data_root)
     options = {
         "corpus": "librispeech", "data_folder": root, "subsets": subsets,
         "verification_file": trial_path, "trial_subsets": trial_subsets,
@@ -95,14 +98,14 @@ def prepare_librispeech(data_folder, save_folder, subsets=("train-clean-100",),
     }
     if options_match(save_folder, options, outputs.values()):
         logger.info("LibriSpeech manifests in %s are up to date, skipping", save_folder)
-        return outputs
+        return dict(outputs, data_root=data_root)
 
     entries, skipped = [], []
     for subset in subsets + trial_subsets:
         folder = os.path.join(root, subset)
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"LibriSpeech subset not found: {folder}")
-        for rel in walk_files(folder, (".flac",)):
+        for rel in find_audio_files(folder, (".flac",)):
             if rel.count("/") != 2:
                 skipped.append((f"{subset}/{rel}", "not at <subset>/<speaker>/<chapter>/"))
             else:
@@ -113,17 +116,18 @@ def prepare_librispeech(data_folder, save_folder, subsets=("train-clean-100",),
     by_id = {row["ID"]: row for row in rows}
     eval_only = tuple(f"{s}/" for s in trial_subsets)
     if trial_path is not None:
-        trials = resolve_trials(trial_path, utterance_id, by_id,
+        trials = read_trial_ids(trial_path, by_id, utterance_id,
                                 {utterance_id(rel): why for rel, why in skipped})
     else:
         pool = [r for r in rows if r["ID"].startswith(eval_only)] if trial_subsets else rows
-        trials = make_trials(pool, n_trial_speakers, trials_per_speaker, seed)
+        trials = sample_trials(pool, n_trial_speakers, trials_per_speaker, seed)
     train_rows = [r for r in rows if not r["ID"].startswith(eval_only)] if eval_only else rows
-    return write_speaker_prep(outputs, options, train_rows, by_id, {"trials": trials},
-                              skipped, dev_ratio, chunk_seconds, sample_rate, seed)
+    outputs = write_speaker_prep(outputs, options, train_rows, by_id, {"trials": trials},
+                                 skipped, dev_ratio, chunk_seconds, sample_rate, seed)
+    return dict(outputs, data_root=data_root)
 
 
-def make_trials(rows, n_speakers, trials_per_speaker, seed):
+def sample_trials(rows, n_speakers, trials_per_speaker, seed):
     """Balanced seeded trials on ``n_speakers`` speakers drawn from manifest ``rows``.
 
     For each drawn speaker: ``trials_per_speaker // 2`` target trials (distinct pairs of
@@ -138,8 +142,8 @@ def make_trials(rows, n_speakers, trials_per_speaker, seed):
     Example
     -------
     >>> rows = [{"ID": f"s{s}/u{u}", "spk_id": f"s{s}"} for s in range(3) for u in range(3)]
-    >>> trials = make_trials(rows, 2, 4, seed=0)
-    >>> len(trials), sum(t[0] for t in trials), trials == make_trials(rows, 2, 4, seed=0)
+    >>> trials = sample_trials(rows, 2, 4, seed=0)
+    >>> len(trials), sum(t[0] for t in trials), trials == sample_trials(rows, 2, 4, seed=0)
     (8, 4, True)
     """
     utts = {}

@@ -2,7 +2,8 @@
 
 A corpus module lists its files as ``(uid, relpath, spk_id)`` entries (``relpath`` relative
 to the manifests' ``$data_root``), probes them with :func:`probe_entries`, resolves its
-trial list with :func:`resolve_trials` and hands everything to :func:`write_speaker_prep`.
+trial list with :func:`speechbrain_moco.dataio.trials.read_trial_ids` and hands everything
+to :func:`write_speaker_prep`.
 
 Bad input
 ---------
@@ -24,13 +25,10 @@ import soundfile
 from speechbrain.utils.logger import get_logger
 from tqdm import tqdm
 
+from data_prep import require_data_folder
 from data_prep.folder_prepare import split_valid
-from speechbrain_moco.manifest import (
-    manifest_row,
-    parse_trial_line,
-    save_options,
-    write_manifest,
-)
+from speechbrain_moco.dataio.manifest import manifest_row, save_options, write_manifest
+from speechbrain_moco.dataio.trials import write_trials
 
 logger = get_logger(__name__)
 
@@ -53,6 +51,7 @@ def roots_and_data_root(data_folder):
     >>> roots_and_data_root(d / "vox1")[1] == str(d / "vox1")
     True
     """
+    require_data_folder(data_folder)
     if isinstance(data_folder, (str, os.PathLike)):
         data_folder = [data_folder]
     roots = [os.path.abspath(str(r)) for r in data_folder]
@@ -62,19 +61,6 @@ def roots_and_data_root(data_folder):
         if not os.path.isdir(root):
             raise FileNotFoundError(f"corpus root not found: {root}")
     return roots, roots[0] if len(roots) == 1 else os.path.commonpath(roots)
-
-
-def walk_files(folder, extensions):
-    """Sorted paths relative to ``folder`` (POSIX separators) of the files with ``extensions``."""
-    exts = tuple(e.lower() for e in extensions)
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames.sort()
-        for name in filenames:
-            if name.lower().endswith(exts):
-                rel = os.path.relpath(os.path.join(dirpath, name), folder)
-                found.append(rel.replace(os.sep, "/"))
-    return sorted(found)
 
 
 def peak_amplitude(path, start=0, stop=None):
@@ -197,57 +183,6 @@ def chunk_rows(rows, chunk_seconds, sample_rate, keep_remainder=False):
             out.append(dict(row, ID=f"{row['ID']}_{start}_{stop}", start=start,
                             stop=stop, duration=(stop - start) / rate))
     return out
-
-
-def resolve_trials(trial_path, to_id, known, skipped=None):
-    """Read a VoxCeleb/Kaldi trial list, mapping each name to an ID of ``known``.
-
-    Arguments
-    ---------
-    trial_path : str
-        Trial list.
-    to_id : callable
-        Maps a name of the list to an utterance ID.
-    known : container
-        The usable IDs.
-    skipped : dict, optional
-        ``ID -> reason`` of files rejected by the probe.
-
-    Returns
-    -------
-    list of tuple(int, str, str)
-        ``(label, enrol_id, test_id)``.
-
-    Raises
-    ------
-    ValueError
-        Naming the list and line of a malformed line or of a missing/skipped file.
-    """
-    skipped = skipped or {}
-    trials = []
-    with open(trial_path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            trial = parse_trial_line(line, where=f"{trial_path}:{lineno}")
-            if trial is None:
-                continue
-            ids = [to_id(name) for name in trial[1:]]
-            for name, uid in zip(trial[1:], ids):
-                if uid not in known:
-                    why = (f"was skipped ({skipped[uid]})" if uid in skipped
-                           else "names a file that does not exist")
-                    raise ValueError(f"{trial_path}:{lineno}: {name!r} {why}")
-            trials.append((trial[0], ids[0], ids[1]))
-    if not trials:
-        raise ValueError(f"{trial_path}: the trial list is empty")
-    return trials
-
-
-def write_trials(path, trials, relpath_of):
-    """Write ``(label, enrol_id, test_id)`` trials as ``label enrol test`` (VoxCeleb format)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(f"{label} {relpath_of[e]} {relpath_of[t]}\n" for label, e, t in trials)
-    os.replace(tmp, path)
 
 
 def write_skipped(path, skipped):

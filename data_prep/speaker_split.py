@@ -35,8 +35,8 @@ import random
 
 import numpy as np
 
-from speechbrain_moco.audio import list_audio_files
-from speechbrain_moco.manifest import read_trials
+from speechbrain_moco.dataio.audio import find_audio_files
+from speechbrain_moco.dataio.trials import balanced_trials, read_trials
 
 
 def corpus_speakers(data_folder, extensions=(".wav", ".flac")):
@@ -46,8 +46,7 @@ def corpus_speakers(data_folder, extensions=(".wav", ".flac")):
         folder = os.path.join(data_folder, name)
         if not os.path.isdir(folder):
             continue
-        files = sorted(os.path.relpath(p, data_folder).replace(os.sep, "/")
-                       for p in list_audio_files(folder, extensions))
+        files = [f"{name}/{rel}" for rel in find_audio_files(folder, extensions)]
         if files:
             speakers[name] = files
     return speakers
@@ -91,9 +90,7 @@ def split_speakers(data_folder, output_folder, test_fraction=0.5, seed=0,
                 if t[1].split("/")[0] in test_set and t[2].split("/")[0] in test_set]
         lists[os.path.basename(name)] = kept
     if not lists:
-        from data_prep.synthetic_corpus import make_trials
-
-        lists["trials.txt"] = make_trials({s: speakers[s] for s in test}, n_target_per_spk,
+        lists["trials.txt"] = balanced_trials({s: speakers[s] for s in test}, n_target_per_spk,
                                           np.random.default_rng(seed))
     counts = {}
     for name, trials in lists.items():

@@ -12,7 +12,6 @@ last ``n_held_out`` speakers only, balanced) and ``<out>/corpus_info.json`` (las
 
 import argparse
 import functools
-import itertools
 import json
 import multiprocessing
 import os
@@ -22,39 +21,11 @@ import numpy as np
 from speechbrain.utils.logger import get_logger
 
 from data_prep.synthetic_voice import draw_speaker, render_utterance
+from speechbrain_moco.dataio.trials import balanced_trials
 
 logger = get_logger(__name__)
 
 INFO_FILE = "corpus_info.json"
-
-
-def make_trials(utts_by_spk, n_target_per_spk, rng):
-    """Balanced target/non-target VoxCeleb trials, no self or duplicate pairs.
-
-    Example
-    -------
-    >>> utts = {"a": ["a/1.wav", "a/2.wav"], "b": ["b/1.wav", "b/2.wav"]}
-    >>> trials = make_trials(utts, 1, np.random.default_rng(0))
-    >>> sorted(t[0] for t in trials)
-    [0, 0, 1, 1]
-    """
-    targets, spks = [], sorted(utts_by_spk)
-    for spk in spks:
-        pairs = list(itertools.combinations(utts_by_spk[spk], 2))
-        pick = rng.permutation(len(pairs))[: min(n_target_per_spk, len(pairs))]
-        targets += [(1, *pairs[i]) for i in sorted(pick)]
-    sizes = [len(utts_by_spk[spk]) for spk in spks]
-    n_non = min(len(targets), (sum(sizes) ** 2 - sum(x**2 for x in sizes)) // 2)
-    nontargets, seen = [], set()
-    while len(nontargets) < n_non:
-        a, b = rng.choice(len(spks), 2, replace=False)
-        ua = utts_by_spk[spks[a]][rng.integers(len(utts_by_spk[spks[a]]))]
-        ub = utts_by_spk[spks[b]][rng.integers(len(utts_by_spk[spks[b]]))]
-        if frozenset((ua, ub)) not in seen:
-            seen.add(frozenset((ua, ub)))
-            nontargets.append((0, ua, ub))
-    trials = targets + nontargets
-    return [trials[i] for i in rng.permutation(len(trials))]
 
 
 def default_workers():
@@ -133,7 +104,7 @@ def generate_corpus(
         list(map(render, jobs))
     held_out = {k: utts_by_spk[k] for k in sorted(utts_by_spk)[-n_held_out:]}
     trial_rng = np.random.default_rng([seed, 10**6])
-    trials = make_trials(held_out, n_target_per_spk, trial_rng)
+    trials = balanced_trials(held_out, n_target_per_spk, trial_rng)
     with open(os.path.join(out_folder, "trials.txt"), "w", encoding="utf-8") as f:
         f.writelines(f"{lab} {a} {b}\n" for lab, a, b in trials)
     info = {"options": options, "speakers": speakers, "held_out": sorted(held_out)}

@@ -43,13 +43,13 @@ from tqdm import tqdm
 from data_prep.speaker_prep import (
     check_splits,
     probe_entries,
-    resolve_trials,
     roots_and_data_root,
     speaker_outputs,
-    walk_files,
     write_speaker_prep,
 )
-from speechbrain_moco.manifest import options_match, utterance_id
+from speechbrain_moco.dataio.audio import find_audio_files
+from speechbrain_moco.dataio.manifest import options_match, utterance_id
+from speechbrain_moco.dataio.trials import read_trial_ids
 
 logger = get_logger(__name__)
 
@@ -110,7 +110,8 @@ def prepare_voxceleb(data_folder, save_folder, verification_file=None,
     Returns
     -------
     dict
-        Output paths (``train``, ``dev``, ``skipped``, ``enrol``, ``test``, ``trials_<name>``).
+        Output paths (``train``, ``dev``, ``skipped``, ``enrol``, ``test``, ``trials_<name>``)
+        and ``data_root``, the ``$data_root`` of the manifests.
     """
     roots, data_root = roots_and_data_root(data_folder)
     lists = verification_file
@@ -122,7 +123,7 @@ def prepare_voxceleb(data_folder, save_folder, verification_file=None,
         raise ValueError(f"trial lists with the same file name: {lists}")
     outputs = speaker_outputs(save_folder, splits, bool(lists), names)
     if skip_prep:
-        return outputs
+        return dict(outputs, data_root=data_root)
     options = {
         "corpus": "voxceleb", "data_folder": roots, "data_root": data_root,
         "verification_file": lists, "splits": list(check_splits(splits)),
@@ -131,7 +132,7 @@ def prepare_voxceleb(data_folder, save_folder, verification_file=None,
     }
     if options_match(save_folder, options, outputs.values()):
         logger.info("VoxCeleb manifests in %s are up to date, skipping", save_folder)
-        return outputs
+        return dict(outputs, data_root=data_root)
 
     entries, skipped = [], []
     for root in roots:
@@ -142,10 +143,11 @@ def prepare_voxceleb(data_folder, save_folder, verification_file=None,
     skipped += bad
     by_id = {row["ID"]: row for row in rows}
     skipped_ids = {_skipped_id(rel): why for rel, why in skipped}
-    trial_sets = {name: resolve_trials(path, voxceleb_id, by_id, skipped_ids)
+    trial_sets = {name: read_trial_ids(path, by_id, voxceleb_id, skipped_ids)
                   for name, path in zip(names, lists or ())}
-    return write_speaker_prep(outputs, options, rows, by_id, trial_sets, skipped,
-                              dev_ratio, chunk_seconds, sample_rate, seed)
+    outputs = write_speaker_prep(outputs, options, rows, by_id, trial_sets, skipped,
+                                 dev_ratio, chunk_seconds, sample_rate, seed)
+    return dict(outputs, data_root=data_root)
 
 
 def _find_list(root, path):
@@ -181,7 +183,7 @@ def _voxceleb_entries(root, data_root, num_workers):
         raise FileNotFoundError(f"{root}: neither wav/ (VoxCeleb1) nor aac/ (VoxCeleb2) found")
     prefix = os.path.relpath(wav, data_root).replace(os.sep, "/")
     entries = []
-    for rel in walk_files(wav, (".wav",)):
+    for rel in find_audio_files(wav, (".wav",)):
         full = f"{prefix}/{rel}" if prefix != "." else rel
         if rel.count("/") != 2:
             skipped.append((full, "not at wav/<speaker>/<video>/<utterance>.wav"))
@@ -230,7 +232,7 @@ def convert_m4a(src_root, dst_root, num_workers=4):
     dict
         Counts ``converted``, ``existing``, ``failed``.
     """
-    rels = walk_files(src_root, (".m4a",))
+    rels = find_audio_files(src_root, (".m4a",))
     jobs = []
     for rel in rels:
         dst = os.path.join(dst_root, rel[: -len(".m4a")] + ".wav")

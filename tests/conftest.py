@@ -50,3 +50,15 @@ def shared_speech():
     if not os.path.isfile(os.path.join(path, "trials.txt")):
         pytest.skip(f"shared speech corpus not found at {path}")
     return os.path.abspath(path)
+
+
+def load_recipe(*parts):
+    """A recipe script imported as a module (its ``__main__`` block does not run), so a test
+    can use the recipe's own ``dataio_prep``: e.g. ``load_recipe("Folder", "MoCo", "train_moco.py")``."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "recipes", *parts)
+    spec = importlib.util.spec_from_file_location(os.path.splitext(parts[-1])[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

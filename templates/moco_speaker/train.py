@@ -1,47 +1,78 @@
 #!/usr/bin/env python3
-"""Template: MoCo speaker embeddings for a new corpus, step by step.
+"""Template: MoCo speaker embeddings for a new corpus, one step at a time.
 
-Copy this folder, point ``data_folder`` in ``moco.yaml`` at your corpus
-(``<root>/<speaker>/**/*.wav|flac``; the speaker folders are only used to keep
-trial speakers out of training and for reporting -- MoCo itself uses no
-labels), and run::
+Copy this folder, set ``data_folder`` in ``moco.yaml`` to your corpus
+(``<root>/<speaker>/**/*.wav|flac``: the speaker folders only keep trial speakers out
+of training; MoCo reads no label), and run::
 
     python templates/moco_speaker/train.py templates/moco_speaker/moco.yaml
 
-With ``data_folder: null`` it generates the embedded synthetic corpus, trains a
-small ECAPA for a few epochs and prints the EER on held-out speakers.
-
-Everything reusable lives in the ``speechbrain_moco`` library; this file only
-shows the order of the steps. Each step can be replaced by your own code.
+With ``data_folder: null`` it trains a small ECAPA on the embedded synthetic corpus
+for a few epochs and prints the EER on its held-out speakers. The full recipe
+(several corpora, audio cache, everything the yaml can switch) is
+``recipes/Folder/MoCo/train_moco.py``; this file keeps the skeleton.
 """
 
+import os
 import sys
 
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process
 
-from speechbrain_moco.brain import MoCoBrain
-from speechbrain_moco.recipe import evaluate_run, load_hparams, prepare_experiment, summary, train
+from speechbrain_moco.dataio import SkippingDataset, run_preparation, two_view_dataset
+from speechbrain_moco.training import MoCoBrain
+from speechbrain_moco.verification import metrics_line
+
+
+def dataio_prep(hparams, data_root):
+    """The datasets: each item is two random crops (``view1``, ``view2``) of one utterance.
+
+    ``two_crops`` (in the yaml) draws the crops, seeded by (seed, epoch, utterance) so a
+    resumed run sees the same crops. ``$data_root`` in the manifests is replaced by
+    ``data_root``. ``SkippingDataset`` replaces an unreadable file by the next one and
+    lists it in ``skipped_audio.txt`` instead of stopping the run.
+    """
+    train = two_view_dataset(hparams["train_annotation"], data_root, hparams["two_crops"])
+    report = os.path.join(hparams["output_folder"], "skipped_audio.txt")
+    valid = two_view_dataset(hparams["valid_annotation"], data_root, hparams["two_crops"])
+    return SkippingDataset(train, report), valid
+
 
 if __name__ == "__main__":
-    # 1. Command line -> (yaml file, run options such as --device, yaml overrides).
-    #    Also starts the DDP process group when launched with torchrun.
-    hparams_file, run_opts, overrides, hparams = load_hparams(sys.argv[1:])
+    # 1. The command line: the yaml, SpeechBrain's run options (--device, --precision,
+    #    --debug ...) and overrides of any yaml key (--number_of_epochs=5). Under
+    #    torchrun, ddp_init_group starts the process group.
+    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    sb.utils.distributed.ddp_init_group(run_opts)
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
 
-    # 2. Data: generate the embedded corpus if data_folder is null, create the
-    #    experiment folder (log, hyperparams.yaml copy) and write the manifests
-    #    (train.csv / valid.csv / test.csv) on the main process only.
-    #    Swap `prepare_data` in the yaml for your own prep function if your
-    #    corpus is not one folder per speaker.
-    trials = prepare_experiment(hparams, hparams_file, overrides)
+    # 2. The experiment folder (log.txt, a copy of the yaml with the overrides).
+    sb.create_experiment_directory(experiment_directory=hparams["output_folder"],
+                                   hyperparams_to_save=hparams_file, overrides=overrides)
 
-    # 3. Training: two random crops per utterance, independent augmentation,
-    #    query encoder trained with InfoNCE against the momentum key encoder and
-    #    the queue. Subclass MoCoBrain (e.g. to change the loss) and pass it here.
-    brain = train(hparams, run_opts, brain_class=MoCoBrain)
+    # 3. Manifests: `prepare_data` writes train.csv / valid.csv on the main process,
+    #    leaving the trial list's speakers out; every process gets their paths back,
+    #    with the data root and the trial list to score.
+    prepared, trials = run_preparation(hparams["prepare_data"], hparams["data_folder"],
+                                       hparams["manifest_folder"], hparams["verification_file"])
+    train_set, valid_set = dataio_prep(hparams, prepared["data_root"])
 
-    # 4. Evaluation: embed the trial utterances with the query encoder, cosine
-    #    scores, EER/minDCF -> <output_folder>/eval/{scores.txt,metrics.json},
-    #    next to a no-training Fbank mean/std baseline.
+    # 4. The Brain. Query branch: Fbank -> normalisation -> embedding_model -> projector;
+    #    key branch: momentum copies (no gradient); InfoNCE against the queue. The EMA
+    #    update and the enqueue happen after each optimiser step (on_fit_batch_end).
+    #    Subclass MoCoBrain to change the loss or the views.
+    brain = MoCoBrain(modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
+                      run_opts=run_opts, checkpointer=hparams["checkpointer"])
+
+    # 5. Training: one checkpoint per epoch (queue, both encoders, optimiser, RNG), so
+    #    the same command resumes an interrupted run exactly.
+    brain.fit(brain.hparams.epoch_counter, train_set, valid_set,
+              train_loader_kwargs=hparams["train_dataloader_options"],
+              valid_loader_kwargs=hparams["valid_dataloader_options"])
+
+    # 6. Evaluation: embed the trial utterances with the query encoder, cosine scores,
+    #    EER / minDCF -> <output_folder>/eval/{scores.txt,metrics.json,det.png}.
     if trials is not None and if_main_process():
-        metrics, baseline = evaluate_run(brain, hparams, trials)
-        print(summary(metrics, baseline))
+        print(metrics_line(*brain.score_trials(trials, prepared["data_root"])))

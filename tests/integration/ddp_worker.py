@@ -5,13 +5,22 @@ so the ranks' batches together equal a single process's global batch), and
 saves, per rank, the final queue and every step's loss, utterance IDs and keys.
 """
 
+import importlib.util
 import os
 import sys
 
+import speechbrain as sb
 import torch
+from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_moco.brain import MoCoBrain
-from speechbrain_moco.recipe import load_hparams, prepare_experiment, train
+from speechbrain_moco.dataio import run_preparation
+from speechbrain_moco.training import MoCoBrain
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SPEC = importlib.util.spec_from_file_location(
+    "train_moco", os.path.join(ROOT, "recipes", "Folder", "MoCo", "train_moco.py"))
+recipe = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(recipe)  # the recipe's dataio_prep (its __main__ block does not run)
 
 
 class RecordingBrain(MoCoBrain):
@@ -41,11 +50,21 @@ class RecordingBrain(MoCoBrain):
 
 
 if __name__ == "__main__":
-    hparams_file, run_opts, overrides, hparams = load_hparams(sys.argv[1:])
+    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    sb.utils.distributed.ddp_init_group(run_opts)
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
     hparams["sorting"] = "ascending"  # DistributedSampler(shuffle=False)
     hparams["train_dataloader_options"]["shuffle"] = False
-    prepare_experiment(hparams, hparams_file, overrides)
-    brain = train(hparams, run_opts, brain_class=RecordingBrain)
+    sb.create_experiment_directory(hparams["output_folder"], hparams_file, overrides)
+    prepared, _ = run_preparation(hparams["prepare_data"], hparams["data_folder"],
+                                  hparams["manifest_folder"])
+    train_set, valid_set, _ = recipe.dataio_prep(hparams, prepared["data_root"])
+    brain = RecordingBrain(modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
+                           run_opts=run_opts, checkpointer=hparams["checkpointer"])
+    brain.fit(brain.hparams.epoch_counter, train_set, valid_set,
+              train_loader_kwargs=hparams["train_dataloader_options"],
+              valid_loader_kwargs=hparams["valid_dataloader_options"])
     rank = int(os.environ.get("RANK", 0))
     torch.save({"queue": brain.modules.queue.state_dict(), "steps": brain.record},
                os.path.join(hparams["output_folder"], f"rank{rank}.pt"))

@@ -69,7 +69,7 @@ def test_corpus_recipes_require_a_data_folder(tmp_path):
     proc = subprocess.run([sys.executable, "recipes/LibriSpeech/MoCo/train_moco.py",
                            "recipes/LibriSpeech/MoCo/hparams/moco.yaml", f"--output_folder={tmp_path}"],
                           cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True)
-    assert proc.returncode != 0 and "--data_folder is required" in proc.stderr
+    assert proc.returncode != 0 and "--data_folder is required" in proc.stdout + proc.stderr
 
 
 def test_librispeech_recipe_generates_trials(tmp_path):

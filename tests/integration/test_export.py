@@ -16,9 +16,7 @@ import torch
 from speechbrain.inference.speaker import SpeakerRecognition
 
 from speechbrain_moco import verify
-from speechbrain_moco.recipe import run_moco
-from speechbrain_moco.scoring import cosine_score, read_scores
-from speechbrain_moco.verification import load_trained_encoder
+from speechbrain_moco.verification import cosine_score, load_trained_encoder, read_scores
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TINY = ["--channels=16", "--emb_dim=16", "--n_mels=24", "--batch_size=4", "--queue_size=8",
@@ -30,10 +28,11 @@ def exported(tone_corpus, tmp_path_factory):
     """A tiny training run (with its trial evaluation) and its exported folder."""
     base = tmp_path_factory.mktemp("export")
     out, model_dir = base / "out", base / "model"
-    run_moco([os.path.join(ROOT, "recipes/Folder/MoCo/hparams/moco.yaml"),
-              f"--data_folder={tone_corpus}", "--verification_file=trials.txt",
-              f"--output_folder={out}"] + TINY)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    subprocess.run([sys.executable, "recipes/Folder/MoCo/train_moco.py", "recipes/Folder/MoCo/hparams/moco.yaml",
+                    f"--data_folder={tone_corpus}", "--verification_file=trials.txt",
+                    f"--output_folder={out}"] + TINY, cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=600)
     proc = subprocess.run([sys.executable, "-m", "speechbrain_moco.export",
                            f"--pretrain_path={out}", f"--model_dir={model_dir}"],
                           cwd=str(base), env=env, capture_output=True, text=True, timeout=300,
@@ -61,7 +60,7 @@ def test_exported_folder_has_model_and_threshold(exported):
 def test_speechbrain_loads_it_and_embeds_like_the_recipe(exported, tone_corpus, tmp_path):
     out, model_dir = exported
     model = SpeakerRecognition.from_hparams(source=str(model_dir), savedir=str(tmp_path / "sb"))
-    embed_fn, _ = load_trained_encoder(str(out), {"device": "cpu"})
+    embed_fn, _ = load_trained_encoder(str(out), "cpu")
     a = model.load_audio(os.path.join(tone_corpus, "spk5", "u0.wav"))
     b = model.load_audio(os.path.join(tone_corpus, "spk4", "u1.wav"))[:12000]
     with torch.no_grad():
@@ -79,7 +78,7 @@ def test_speechbrain_loads_it_and_embeds_like_the_recipe(exported, tone_corpus, 
 def test_verify_files_matches_the_recipe_scores(exported, tone_corpus, capsys):
     out, model_dir = exported
     model = SpeakerRecognition.from_hparams(source=str(model_dir))  # read in place
-    embed_fn, _ = load_trained_encoder(str(out), {"device": "cpu"})
+    embed_fn, _ = load_trained_encoder(str(out), "cpu")
     enrol_ids, test_ids, recipe_scores, _ = read_scores(out / "eval" / "scores.txt")
     threshold = json.loads((model_dir / "threshold.json").read_text())["threshold"]
     for enrol, test, recipe_score in zip(enrol_ids, test_ids, recipe_scores):

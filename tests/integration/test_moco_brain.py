@@ -6,13 +6,14 @@ import os
 import pytest
 import speechbrain as sb
 import torch
+from conftest import load_recipe
 from hyperpyyaml import load_hyperpyyaml
 
 from data_prep.folder_prepare import prepare_folder
-from speechbrain_moco.brain import MoCoBrain
-from speechbrain_moco.dataio import dataio_prep
+from speechbrain_moco.training import MoCoBrain
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+RECIPE = load_recipe("Folder", "MoCo", "train_moco.py")
 YAML = os.path.join(ROOT, "recipes", "Folder", "MoCo", "hparams", "moco.yaml")
 
 
@@ -33,7 +34,7 @@ def build(corpus, out, brain_class=None, run_opts=None, **overrides):
         hp = load_hyperpyyaml(f, opts)
     prepare_folder(corpus, hp["manifest_folder"], verification_file=None,
                    valid_ratio=hp["valid_ratio"], seed=hp["seed"])
-    data = dataio_prep(hp)
+    data = dict(zip(("train", "valid", "sampler"), RECIPE.dataio_prep(hp, os.path.abspath(corpus))))
     brain = (brain_class or RecordingBrain)(
         modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp,
         run_opts=dict({"device": "cpu"}, **(run_opts or {})), checkpointer=hp["checkpointer"])

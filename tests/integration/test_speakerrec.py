@@ -14,9 +14,9 @@ SMALL = ["--channels=16", "--emb_dim=16", "--n_mels=24", "--batch_size=4", "--cr
 
 
 def latest_encoder(run_folder):
-    from speechbrain_moco.supervised import init_checkpoint_path
+    from speechbrain_moco.run_folder import embedding_checkpoint
 
-    return torch.load(init_checkpoint_path(str(run_folder)), map_location="cpu")
+    return torch.load(embedding_checkpoint(str(run_folder)), map_location="cpu")
 
 
 def moco_run(tone_corpus, out):

@@ -10,8 +10,7 @@ import soundfile as sf
 import torch
 
 from data_prep.folder_prepare import prepare_folder
-from speechbrain_moco.audio_cache import AudioCache
-from speechbrain_moco.dataio import TwoCrops, two_view_dataset
+from speechbrain_moco.dataio import AudioCache, TwoCrops, two_view_dataset
 
 
 def test_cached_crops_equal_disk_crops(tone_corpus, tmp_path):
@@ -59,7 +58,7 @@ def test_undecodable_file_is_left_out_and_counted(tone_corpus, tmp_path):
 
 def test_pickled_cache_reopens_its_map_and_checks_bounds(tmp_path):
     sf.write(tmp_path / "a.wav", (np.arange(800) - 400).astype(np.int16), 16000)
-    from speechbrain_moco.manifest import manifest_row, write_manifest
+    from speechbrain_moco.dataio import manifest_row, write_manifest
 
     write_manifest([manifest_row("a.wav", "s", 0, 800, 16000)], tmp_path / "m.csv")
     cache = AudioCache.build([tmp_path / "m.csv"], tmp_path, tmp_path / "c")

@@ -5,17 +5,20 @@ import pytest
 import soundfile as sf
 import torch
 
-from speechbrain_moco.audio import AudioError, load_audio
-from speechbrain_moco.augment import (
+from speechbrain_moco.dataio import (
     AddNoiseBank,
     AddReverbFFT,
+    AudioError,
+    Augmentation,
     RandomAugment,
     RandomEQ,
     RandomGain,
-    _rms,
+    TwoCrops,
+    load_audio,
     synthetic_rirs,
+    two_view_dataset,
 )
-from speechbrain_moco.dataio import TwoCrops, two_view_dataset
+from speechbrain_moco.dataio.augment import rms as _rms
 
 
 def test_noise_bank_reads_folder_and_hits_requested_snr(tmp_path):
@@ -124,13 +127,13 @@ def test_random_gain_levels_ignore_the_source_level_and_padding():
 def test_random_augment_probabilities_and_independence():
     torch.manual_seed(0)
     x = torch.zeros(200, 100)
-    aug = RandomAugment([AddNoiseBank(None, snr_low=0, snr_high=0)], [0.5])
+    aug = RandomAugment([Augmentation(AddNoiseBank(None, snr_low=0, snr_high=0), prob=0.5)])
     y = aug(x + 1.0, torch.ones(200))
     changed = ((y - 1.0).abs().sum(1) > 0).float().mean()
     assert 0.35 < float(changed) < 0.65
-    assert torch.equal(RandomAugment([AddNoiseBank(None)], [0.0])(x, torch.ones(200)), x)
-    with pytest.raises(ValueError):
-        RandomAugment([AddNoiseBank(None)], [0.1, 0.2])
+    assert torch.equal(RandomAugment([Augmentation(AddNoiseBank(None), 0.0)])(x, torch.ones(200)), x)
+    with pytest.raises(ValueError, match="probability"):
+        Augmentation(AddNoiseBank(None), 1.5)
 
 
 def test_two_crops_deterministic_per_epoch_and_in_range(tmp_path):

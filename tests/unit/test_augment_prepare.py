@@ -12,7 +12,7 @@ import torch
 from conftest import SHARED_DATA
 
 from data_prep.augment_prepare import prepare_noise, prepare_rir
-from speechbrain_moco.augment import AddNoiseBank, AddReverbFFT
+from speechbrain_moco.dataio import AddNoiseBank, AddReverbFFT
 
 SR = 16000
 

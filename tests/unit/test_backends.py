@@ -5,13 +5,10 @@ import pytest
 import torch
 from speechbrain.processing.PLDA_LDA import Ndx, StatObject_SB, fast_PLDA_scoring
 
-from speechbrain_moco.backends import (
-    CosineScorer,
-    PLDAScorer,
-    cluster_pseudo_labels,
-    make_stats,
-)
-from speechbrain_moco.metrics import compute_eer
+from speechbrain_moco.pseudo_labels import cluster_pseudo_labels
+from speechbrain_moco.verification import CosineScorer, PLDAScorer
+from speechbrain_moco.verification.metrics import compute_eer
+from speechbrain_moco.verification.plda import make_stats
 
 DIM = 20
 

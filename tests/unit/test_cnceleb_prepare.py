@@ -8,8 +8,7 @@ import pytest
 import soundfile
 
 from data_prep.cnceleb_prepare import prepare_cnceleb
-from speechbrain_moco.evaluation import trial_manifest
-from speechbrain_moco.manifest import read_manifest, read_trials
+from speechbrain_moco.dataio import read_manifest, read_trials, trial_manifest
 
 SR = 16000
 
@@ -58,7 +57,7 @@ def cn(tmp_path):
 def test_rows_eval_and_trials(cn, tmp_path):
     cn1, cn2 = cn
     out = prepare_cnceleb([cn1, cn2], tmp_path / "s", dev_ratio=0.2)
-    assert set(out) == {"train", "dev", "skipped", "enrol", "test", "trials"}
+    assert set(out) == {"train", "dev", "skipped", "enrol", "test", "trials", "data_root"}
     train, dev = read_manifest(out["train"]), read_manifest(out["dev"])
     assert len(dev) == 1
     assert sorted(r["ID"] for r in train + dev) == [
@@ -88,7 +87,7 @@ def test_rows_eval_and_trials(cn, tmp_path):
 
 def test_cnceleb2_only_and_chunks(cn, tmp_path):
     out = prepare_cnceleb(cn[1], tmp_path / "s", splits=("train",), chunk_seconds=0.2)
-    assert set(out) == {"train", "skipped"}
+    assert set(out) == {"train", "skipped", "data_root"}
     rows = read_manifest(out["train"])
     assert {r["ID"].rsplit("_", 2)[0] for r in rows} == {
         "id10000/live_broadcast-01-001", "id10000/play-01-002"}

@@ -5,8 +5,8 @@ import torch
 from speechbrain.lobes.features import Fbank
 from speechbrain.processing.features import InputNormalization
 
-from speechbrain_moco.experiments import fit_global_norm
-from speechbrain_moco.verification import check_norm_loaded
+from speechbrain_moco.verification.embeddings import check_norm_loaded
+from tools.baselines import fit_global_norm
 
 
 def test_global_norm_without_statistics_is_refused():
@@ -76,7 +76,7 @@ def test_load_trained_encoder_restores_the_global_statistics(tmp_path):
     from speechbrain_moco.verification import load_trained_encoder
 
     run, norm, encoder = tiny_run(tmp_path)
-    fn, train_hp = load_trained_encoder(str(run), {"device": "cpu"})
+    fn, train_hp = load_trained_encoder(str(run), "cpu")
     loaded = train_hp["mean_var_norm"]
     assert not loaded.training and loaded.count == norm.count
     assert torch.equal(loaded.glob_mean, norm.glob_mean) and torch.equal(loaded.glob_std, norm.glob_std)
@@ -94,18 +94,18 @@ def test_load_trained_encoder_refuses_missing_pieces(tmp_path):
     from speechbrain_moco.verification import load_trained_encoder
 
     run, _, _ = tiny_run(tmp_path / "a", with_norm=False)
-    with pytest.raises(ValueError, match="feature_norm is global but the checkpoint has no"):
-        load_trained_encoder(str(run), {"device": "cpu"})
+    with pytest.raises(FileNotFoundError, match="has no mean_var_norm.ckpt"):
+        load_trained_encoder(str(run), "cpu")
     run, _, _ = tiny_run(tmp_path / "b", with_encoder=False)
     with pytest.raises(FileNotFoundError, match="has no embedding_model.ckpt"):
-        load_trained_encoder(str(run), {"device": "cpu"})
+        load_trained_encoder(str(run), "cpu")
 
 
 def test_random_encoder_estimates_the_global_norm_once_and_not_for_cached_embeddings(
         tone_corpus, tmp_path, monkeypatch):
     import os
 
-    from speechbrain_moco import experiments as ex
+    from tools import baselines as ex
 
     calls = []
     real = ex.fit_global_norm
@@ -123,12 +123,12 @@ def test_random_encoder_estimates_the_global_norm_once_and_not_for_cached_embedd
 def test_untrained_evaluation_reads_each_trial_file_header_once(tone_corpus, tmp_path, monkeypatch):
     import os
 
-    from speechbrain_moco import evaluation
-    from speechbrain_moco import experiments as ex
+    from speechbrain_moco.dataio import trials as trial_io
+    from tools import baselines as ex
 
     probed = []
-    real = evaluation.audio_frames
-    monkeypatch.setattr(evaluation, "audio_frames", lambda p: probed.append(p) or real(p))
+    real = trial_io.audio_frames
+    monkeypatch.setattr(trial_io, "audio_frames", lambda p: probed.append(p) or real(p))
     yaml = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "Folder", "MoCo", "hparams",
                         "moco.yaml")
     trials = os.path.join(tone_corpus, "trials.txt")

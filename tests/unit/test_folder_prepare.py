@@ -9,7 +9,7 @@ import pytest
 import soundfile
 
 from data_prep.folder_prepare import prepare_folder, split_valid
-from speechbrain_moco.manifest import read_manifest
+from speechbrain_moco.dataio import read_manifest
 
 SR = 16000
 
@@ -41,7 +41,8 @@ def corpus(tmp_path):
 def test_prepare_rows(corpus, tmp_path):
     save = tmp_path / "save"
     out = prepare_folder(corpus, save, verification_file="trials.txt", valid_ratio=0.25)
-    assert sorted(out) == ["skipped", "test", "train", "valid"]
+    assert sorted(out) == ["data_root", "skipped", "test", "train", "trials", "valid"]
+    assert out["data_root"] == str(corpus) and out["trials"] == str(corpus / "trials.txt")
     train, valid = read_manifest(out["train"]), read_manifest(out["valid"])
     test = read_manifest(out["test"])
     # spk2 and spk3 are trial speakers: excluded from train/valid.
@@ -105,7 +106,7 @@ def test_absolute_trials_and_valid_determinism(corpus, tmp_path):
 
 @pytest.mark.parametrize(
     "line, match",
-    [("1 spk3/sess/u0.wav spk3/nope.wav", "nope.wav' does not exist"),
+    [("1 spk3/sess/u0.wav spk3/nope.wav", "nope.wav' names a file that does not exist"),
      ("0 spk3/sess/u0.wav spk1/broken.wav", "skipped"),
      ("1 spk3/sess/u0.wav", "malformed")],
 )  # fmt: skip

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from data_prep.librispeech_prepare import make_trials, prepare_librispeech
-from speechbrain_moco.evaluation import trial_manifest
-from speechbrain_moco.manifest import read_manifest, read_trials
+from data_prep.librispeech_prepare import prepare_librispeech, sample_trials
+from speechbrain_moco.dataio import read_manifest, read_trials, trial_manifest
 
 SR = 16000
 SUBSETS = {"train-clean-100": {"19": "198", "26": "495", "32": "21625", "39": "121914",
@@ -44,7 +43,7 @@ def _uid(subset, spk, u):
 def test_generated_trials(libri, tmp_path):
     out = prepare_librispeech(libri, tmp_path / "s", n_trial_speakers=2, trials_per_speaker=4,
                               dev_ratio=0.1, seed=3)
-    assert set(out) == {"train", "dev", "skipped", "enrol", "test", "trials"}
+    assert set(out) == {"train", "dev", "skipped", "enrol", "test", "trials", "data_root"}
     trials = read_trials(out["trials"])
     assert len(trials) == 8 and sum(t[0] for t in trials) == 4
     trial_spks = {name.split("/")[1] for t in trials for name in t[1:]}
@@ -122,7 +121,7 @@ def test_bad_inputs(libri, tmp_path):
 
 def test_make_trials_balanced_with_few_pairs():
     rows = [{"ID": f"s{s}/u{u}", "spk_id": f"s{s}"} for s in range(3) for u in range(2 + s)]
-    trials = make_trials(rows, 3, 6, seed=1)
+    trials = sample_trials(rows, 3, 6, seed=1)
     targets = [t for t in trials if t[0] == 1]
     assert len(trials) == 2 * len(targets) == 2 * (1 + 3 + 3)  # s0 has a single pair
     assert len(set(trials)) == len(trials)

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from speechbrain_moco.manifest import (
+from speechbrain_moco.dataio import (
     manifest_row,
     options_match,
     read_manifest,

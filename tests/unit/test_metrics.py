@@ -7,7 +7,7 @@ import pytest
 import torch
 from speechbrain.utils.metric_stats import EER, minDCF
 
-from speechbrain_moco.metrics import (
+from speechbrain_moco.verification.metrics import (
     compute_eer,
     compute_min_dcf,
     det_curve,

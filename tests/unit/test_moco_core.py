@@ -6,13 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from speechbrain_moco.distributed import all_gather_nograd, batch_shuffle, batch_unshuffle
 from speechbrain_moco.encoder import check_embedding, embed
-from speechbrain_moco.heads import ProjectionHead
-from speechbrain_moco.infonce import infonce_logits, infonce_loss, topk_accuracy
-from speechbrain_moco.momentum import ema_update, make_key_twin, momentum_at
-from speechbrain_moco.queue import KeyQueue
-from speechbrain_moco.schedule import warmup_cosine
+from speechbrain_moco.moco.distributed import all_gather_nograd, batch_shuffle, batch_unshuffle
+from speechbrain_moco.moco.heads import ProjectionHead
+from speechbrain_moco.moco.infonce import infonce_logits, infonce_loss, topk_accuracy
+from speechbrain_moco.moco.momentum import ema_update, make_key_twin, momentum_at
+from speechbrain_moco.moco.queue import KeyQueue
+from speechbrain_moco.training import warmup_cosine
 
 
 def rows(*values, dim=3):
@@ -193,14 +193,15 @@ def test_infonce_logits_stay_float32_under_bf16_autocast():
     assert torch.allclose(logits, ref, atol=0.1)
 
 
-def test_check_batch_errors_and_queue_warning():
-    from speechbrain_moco.startup import check_batch
+def test_check_batch_and_queue_errors_and_queue_warning():
+    from speechbrain_moco.training import check_batch, check_queue
 
     with pytest.raises(ValueError, match="fewer than one global batch"):
-        check_batch(10, 8, 2, 64)
+        check_batch(10, 8, 2)
+    check_batch(16, 8, 2)
     with pytest.raises(ValueError, match="queue_size=8 is smaller than the global batch"):
-        check_batch(100, 8, 2, 8)
-    assert check_batch(1000, 8, 2, 128) is None
-    text = check_batch(100, 8, 2, 128)
+        check_queue(8, 8, 2, 100)
+    assert check_queue(128, 8, 2, 1000) is None
+    text = check_queue(128, 8, 2, 100)
     assert "queue_size=128 >= 100 training utterances" in text and "--queue_size=25" in text
-    assert "--queue_size=16" in check_batch(40, 8, 2, 64)  # never below the global batch
+    assert "--queue_size=16" in check_queue(64, 8, 2, 40)  # never below the global batch

@@ -8,13 +8,13 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from speechbrain_moco.plots import (
+from speechbrain_moco.verification import write_scores
+from speechbrain_moco.verification.plots import (
     plot_det,
     plot_eval_folder,
     plot_score_hist,
     plot_training_curves,
 )
-from speechbrain_moco.scoring import write_scores
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

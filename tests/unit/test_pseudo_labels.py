@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from data_prep.folder_prepare import prepare_folder
-from speechbrain_moco.backends import cluster_pseudo_labels
+from speechbrain_moco.dataio import read_csv
 from speechbrain_moco.pseudo_labels import (
+    cluster_pseudo_labels,
     clustering_quality,
     estimate_n_clusters,
     pseudo_label_manifests,
     purity_filter,
-    read_rows,
     relabel,
 )
 
@@ -84,8 +84,8 @@ def test_relabel_changes_only_spk_id():
 
 def test_pseudo_label_manifest_keeps_every_row(tone_corpus, tmp_path):
     prep = prepare_folder(tone_corpus, tmp_path / "m", valid_ratio=0.2, seed=1)
-    train, fields = read_rows(prep["train"])
-    valid, _ = read_rows(prep["valid"])
+    train, fields = read_csv(prep["train"])
+    valid, _ = read_csv(prep["valid"])
     x, _ = speakers(n_spk=len(train) + len(valid), per_spk=1)  # any embeddings
     report = pseudo_label_manifests(x, train, valid, fields, tmp_path / "pl", n_clusters=3,
                                     keep_ratio=0.7, seed=0)
@@ -99,11 +99,11 @@ def test_pseudo_label_manifest_keeps_every_row(tone_corpus, tmp_path):
         for old, new in zip(before[1:], after[1:]):
             assert old[:spk] + old[spk + 1:] == new[:spk] + new[spk + 1:]
             assert new[spk].startswith("pl")
-    kept, _ = read_rows(tmp_path / "pl" / "train.csv")
-    all_rows, _ = read_rows(tmp_path / "pl" / "train_all.csv")
+    kept, _ = read_csv(tmp_path / "pl" / "train.csv")
+    all_rows, _ = read_csv(tmp_path / "pl" / "train_all.csv")
     assert len(kept) == report["train_kept"] < len(all_rows)
     assert all(row in all_rows for row in kept)
-    valid_kept, _ = read_rows(tmp_path / "pl" / "valid.csv")
+    valid_kept, _ = read_csv(tmp_path / "pl" / "valid.csv")
     assert {r["spk_id"] for r in valid_kept} <= {r["spk_id"] for r in kept}
     assert set(report["quality_all"]) >= {"nmi", "purity"}
     assert (tmp_path / "pl" / "clusters.json").is_file()

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from speechbrain_moco.backends import PLDAScorer
-from speechbrain_moco.score_norm import cohort_stats, normalize_scores
+from speechbrain_moco.verification import PLDAScorer
+from speechbrain_moco.verification.score_norm import cohort_stats, normalize_scores
 
 COHORT = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], dtype=torch.float64)
 ENROL = torch.tensor([[1.0, 0.0]], dtype=torch.float64)  # cohort cosines 1, 1, 0, -1
@@ -48,7 +48,7 @@ def test_vectorised_asnorm_equals_naive_loop():
 
 
 def test_cohort_statistics_are_computed_once_per_unique_utterance(monkeypatch):
-    import speechbrain_moco.score_norm as sn
+    import speechbrain_moco.verification.score_norm as sn
 
     calls = []
     real = sn.cohort_stats

@@ -1,4 +1,4 @@
-"""Tests of speechbrain_moco.scoring."""
+"""Tests of the cosine scorer, trial indexing, and score / metric files."""
 
 import json
 
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from speechbrain_moco.scoring import (
+from speechbrain_moco.verification import (
     cosine_score,
     read_scores,
-    score_trials,
     stats_embedding,
+    trial_index,
     write_metrics,
     write_scores,
 )
@@ -47,24 +47,25 @@ def test_cosine_score_shape_mismatch():
         cosine_score(torch.randn(3, 2), torch.randn(2, 2))
 
 
-def test_score_trials_matches_pairwise():
+def test_trial_index_scores_every_trial_like_pairwise_cosine():
     torch.manual_seed(2)
-    emb = {f"u{i}": torch.randn(6) for i in range(5)}
+    ids = [f"u{i}" for i in range(5)]
+    emb = torch.randn(5, 6)
     trials = [(1, "u0", "u1"), (0, "u2", "u0"), (1, "u3", "u3"), (0, "u4", "u2")]
+    e_idx, t_idx = trial_index(trials, ids)
+    assert e_idx.tolist() == [0, 2, 3, 4] and t_idx.tolist() == [1, 0, 3, 2]
     mean = torch.randn(6)
     for m in (None, mean):
-        scores = score_trials(trials, emb, mean=m)
-        expected = torch.stack(
-            [cosine_score(emb[e][None], emb[t][None], mean=m)[0] for _, e, t in trials]
-        )
+        scores = cosine_score(emb[e_idx], emb[t_idx], mean=m)
+        expected = torch.stack([cosine_score(emb[int(e)][None], emb[int(t)][None], mean=m)[0]
+                                for e, t in zip(e_idx, t_idx)])
         torch.testing.assert_close(scores, expected)
-    assert score_trials(trials, emb)[2] == pytest.approx(1.0)
+    assert float(cosine_score(emb[e_idx], emb[t_idx])[2]) == pytest.approx(1.0)
 
 
-def test_score_trials_missing_id():
-    emb = {"a": torch.ones(3)}
+def test_trial_index_missing_id():
     with pytest.raises(KeyError, match="missing_utt"):
-        score_trials([(1, "a", "missing_utt")], emb)
+        trial_index([(1, "a", "missing_utt")], ["a"])
 
 
 def test_write_read_scores_round_trip(tmp_path):

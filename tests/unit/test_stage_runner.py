@@ -1,11 +1,10 @@
 """StageRunner: a finished stage is reused only for the same command and unchanged yaml files."""
 
 import hashlib
-import json
 
 import pytest
 
-from speechbrain_moco.experiments import StageRunner
+from tools.experiments import StageRunner
 
 STAGE = """import os, sys
 out = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--output_folder=")][0]
@@ -31,13 +30,20 @@ def test_reuse_needs_same_command_and_same_yaml(tmp_path):
     cfg.write_text("lr: 0.3\n")  # a changed default
     with pytest.raises(ValueError, match=r"h\.yaml changed since the stage ran"):
         runner.run("s", [script, cfg, "--lr=0.2"])
-    # markers written before digests were recorded are still reused
-    marker = tmp_path / "work" / "s.done.json"
-    old = json.loads(marker.read_text())
-    del old["hparams_sha256"]
-    marker.write_text(json.dumps(old))
-    assert runner.run("s", [script, cfg, "--lr=0.2"])["seconds"] == done["seconds"]
+    cfg.write_text("lr: 0.1\n")  # back to the yaml the stage ran with: reused again
+    assert runner.run("s", [script, cfg, "--lr=0.2"]) == done
     assert (tmp_path / "work" / "s" / "runs").read_text() == "x"
+
+
+def test_hparams_digests_name_the_yaml_files_of_a_command():
+    from tools.experiments import hparams_digests
+
+    assert hparams_digests(["recipes/Folder/MoCo/train_moco.py", "--lr=0.1"]) == {}
+    digests = hparams_digests(["x.py", "recipes/Folder/MoCo/hparams/moco.yaml",
+                               "--other=recipes/Folder/MoCo/hparams/verification_cosine.yaml"])
+    assert sorted(digests) == ["recipes/Folder/MoCo/hparams/moco.yaml",
+                               "recipes/Folder/MoCo/hparams/verification_cosine.yaml"]
+    assert all(len(v) == 64 for v in digests.values())
 
 
 def test_failed_stage_names_its_log_and_leaves_no_marker(tmp_path):

@@ -7,7 +7,8 @@ import speechbrain as sb
 import torch
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 
-from speechbrain_moco.supervised import init_checkpoint_path, load_encoder_init, state_dict_mismatches
+from speechbrain_moco.run_folder import embedding_checkpoint
+from speechbrain_moco.training.init_from import load_encoder_init, state_dict_mismatches
 
 
 def ecapa(channels=16, emb=8, n_mels=24):
@@ -42,11 +43,11 @@ def test_init_from_loads_exactly_the_query_encoder(tmp_path):
     for name, tensor in source.state_dict().items():
         assert torch.equal(target.state_dict()[name], tensor), name
     # the checkpoint file itself, and an exported folder, are accepted too
-    assert init_checkpoint_path(path) == path
+    assert embedding_checkpoint(path) == path
     export = tmp_path / "export"
     export.mkdir()
     torch.save(source.state_dict(), export / "embedding_model.ckpt")
-    assert init_checkpoint_path(str(export)) == str(export / "embedding_model.ckpt")
+    assert embedding_checkpoint(str(export)) == str(export / "embedding_model.ckpt")
 
 
 def test_init_from_another_architecture_is_a_clear_error(tmp_path):
@@ -62,10 +63,10 @@ def test_init_from_another_architecture_is_a_clear_error(tmp_path):
 
 def test_init_from_missing_or_empty(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
-        init_checkpoint_path(str(tmp_path / "nope"))
+        embedding_checkpoint(str(tmp_path / "nope"))
     os.makedirs(tmp_path / "empty" / "save")
     with pytest.raises(FileNotFoundError, match="no embedding_model.ckpt"):
-        init_checkpoint_path(str(tmp_path / "empty"))
+        embedding_checkpoint(str(tmp_path / "empty"))
 
 
 def test_state_dict_mismatches_lists_every_kind():
@@ -77,10 +78,11 @@ def test_state_dict_mismatches_lists_every_kind():
 
 
 def _brain(**hparams):
-    from speechbrain_moco.supervised import SpeakerBrain
+    from speechbrain_moco.training import SpeakerBrain
 
     modules = {"embedding_model": torch.nn.Linear(4, 3), "classifier": torch.nn.Linear(3, 2)}
-    hp = dict({"lr": 0.01, "final_lr": 0.0, "number_of_epochs": 2, "warmup_epochs": 0}, **hparams)
+    hp = dict({"lr": 0.01, "final_lr": 0.0, "number_of_epochs": 2, "warmup_epochs": 0,
+               "init_from": None, "freeze_epochs": 0, "encoder_lr_scale": 1.0}, **hparams)
     brain = SpeakerBrain(modules=modules, opt_class=lambda p: torch.optim.AdamW(p, lr=hp["lr"]),
                          hparams=hp, run_opts={"device": "cpu"})
     brain.init_optimizers()
@@ -107,25 +109,30 @@ def test_encoder_lr_scale_applies_to_the_initialised_encoder_only():
 
 
 def test_init_schedule_is_for_initialised_runs_and_validated():
-    from speechbrain_moco.supervised import init_schedule
+    from speechbrain_moco.training import init_schedule
 
-    assert init_schedule({"freeze_epochs": 3, "encoder_lr_scale": 0.5}) == (0, 1.0)  # scratch
-    assert init_schedule({"init_from": "run", "freeze_epochs": 3, "encoder_lr_scale": 0.5}) == (3, 0.5)
-    assert init_schedule({"init_from": "run"}) == (0, 1.0)
-    for bad in ({"freeze_epochs": -1}, {"freeze_epochs": 1.5}, {"encoder_lr_scale": 1.5}):
-        with pytest.raises(ValueError, match=next(iter(bad))):
-            init_schedule(dict({"init_from": "run"}, **bad))
+    assert init_schedule(None, 3, 0.5) == (0, 1.0)  # scratch
+    assert init_schedule("run", 3, 0.5) == (3, 0.5)
+    assert init_schedule("run", 0, 1.0) == (0, 1.0)
+    for freeze, scale, what in ((-1, 1.0, "freeze_epochs"), (1.5, 1.0, "freeze_epochs"),
+                                (True, 1.0, "freeze_epochs"), (3, 1.5, "encoder_lr_scale")):
+        with pytest.raises(ValueError, match=what):
+            init_schedule("run", freeze, scale)
 
 
 def test_bad_init_schedule_fails_before_data_preparation(tmp_path):
-    from speechbrain_moco.supervised import run_supervised
+    import subprocess
+    import sys
 
-    yaml = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "Folder", "SpeakerRec",
-                        "hparams", "train_ecapa.yaml")
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    recipe = os.path.join(root, "recipes", "Folder", "SpeakerRec")
     out = tmp_path / "out"
-    with pytest.raises(ValueError, match="encoder_lr_scale"):
-        run_supervised([yaml, f"--output_folder={out}", f"--data_folder={tmp_path / 'no_corpus'}",
-                        f"--init_from={tmp_path}", "--encoder_lr_scale=2"])
+    proc = subprocess.run(
+        [sys.executable, os.path.join(recipe, "train_speaker_embeddings.py"),
+         os.path.join(recipe, "hparams", "train_ecapa.yaml"), f"--output_folder={out}",
+         f"--data_folder={tmp_path / 'no_corpus'}", f"--init_from={tmp_path}", "--encoder_lr_scale=2"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "encoder_lr_scale must be in (0, 1]" in proc.stderr
     assert not (out / "manifests").exists()
 
 
@@ -149,7 +156,7 @@ def norm_run(tmp_path, norm_type, std_norm, encoder):
 def test_init_from_brings_its_feature_normalisation(tmp_path):
     from speechbrain.processing.features import InputNormalization
 
-    from speechbrain_moco.supervised import check_init_features
+    from speechbrain_moco.training import check_init_features
 
     run, source_norm = norm_run(tmp_path, "global", True, ecapa())
     path = load_encoder_init(ecapa(), str(run))

@@ -10,7 +10,7 @@ import soundfile
 
 from data_prep.synthetic_corpus import generate_corpus
 from data_prep.synthetic_voice import draw_speaker, synthesise
-from speechbrain_moco.manifest import read_trials
+from speechbrain_moco.dataio import read_trials
 
 SMALL = {
     "n_speakers": 6,

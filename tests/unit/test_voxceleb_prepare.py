@@ -14,8 +14,7 @@ import soundfile
 from data_prep import speaker_prep
 from data_prep import voxceleb_prepare as vp
 from data_prep.voxceleb_prepare import convert_m4a, prepare_voxceleb, voxceleb_id
-from speechbrain_moco.evaluation import trial_manifest
-from speechbrain_moco.manifest import read_manifest, read_trials
+from speechbrain_moco.dataio import read_manifest, read_trials, trial_manifest
 
 SR = 16000
 
@@ -73,7 +72,7 @@ def test_two_roots_rows_and_trials(vox, tmp_path, monkeypatch):
     monkeypatch.setattr(speaker_prep, "POOL_MIN_FILES", 1)  # probe in a process pool
     out = prepare_voxceleb([vox1, vox2], save, verification_file=lists, dev_ratio=0.25,
                            num_workers=2)
-    assert set(out) == {"train", "dev", "skipped", "enrol", "test", "trials_veri_test2",
+    assert set(out) == {"train", "dev", "skipped", "enrol", "test", "trials_veri_test2", "data_root",
                         "trials_list_test_hard2"}
     train, dev = read_manifest(out["train"]), read_manifest(out["dev"])
     expected = {f"{s}/{v}/{u:05d}" for corpus in (VOX1, VOX2) for s, vids in corpus.items()
@@ -109,7 +108,7 @@ def test_skip_rerun_and_redo(vox, tmp_path, monkeypatch):
     vox1, _, meta = vox
     save = tmp_path / "save"
     out = prepare_voxceleb(vox1, save, verification_file=str(meta / "veri_test2.txt"))
-    assert set(out) == {"train", "dev", "skipped", "enrol", "test", "trials_veri_test2"}
+    assert set(out) == {"train", "dev", "skipped", "enrol", "test", "trials_veri_test2", "data_root"}
     assert read_manifest(out["train"])[0]["wav"].startswith("$data_root/wav/id10001/")
     calls = []
     real = vp.probe_entries

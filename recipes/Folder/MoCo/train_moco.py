@@ -1,21 +1,119 @@
 #!/usr/bin/env python3
-"""MoCo speaker-embedding training on any folder corpus, then cosine scoring.
+"""Recipe for speaker embeddings learned without labels by Momentum Contrast (MoCo).
 
-Run (embedded synthetic corpus when --data_folder is not given)::
+Two random crops of one utterance, augmented independently, are a positive pair; the
+query encoder is trained with InfoNCE against a momentum (EMA) key encoder and a FIFO
+queue of past keys (Ding, He, Wan 2020). No speaker label is read.
+
+To run::
 
     python recipes/Folder/MoCo/train_moco.py recipes/Folder/MoCo/hparams/moco.yaml \
-        --data_folder=ROOT --output_folder=OUT [--verification_file=TRIALS]
+        [--data_folder=ROOT] [--verification_file=TRIALS] [--output_folder=OUT]
 
-Multi-process: ``torchrun --nproc_per_node=N recipes/Folder/MoCo/train_moco.py ...``.
-The Brain, the two-crop pipeline and the evaluation live in ``speechbrain_moco``;
-see ``speechbrain_moco.recipe.run_moco`` for the steps.
+or ``python train_moco.py hparams/moco.yaml`` from this folder. Without
+``--data_folder`` the Folder yaml prepares the embedded synthetic corpus. The
+VoxCeleb, CN-Celeb and LibriSpeech recipes link to this script: a recipe is its yaml,
+which names the corpus preparation (``prepare_data``). Several GPUs:
+``torchrun --nproc_per_node=N train_moco.py hparams/moco.yaml ...``.
+
+At the end the trial list (the preparation's, else ``--verification_file``) is scored
+with the query encoder: ``<output_folder>/eval/{scores.txt,metrics.json}`` and plots.
 """
 
+import os
 import sys
 
-from speechbrain_moco.recipe import run_moco, summary
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.logger import get_logger
+
+from data_prep import prep_function
+from speechbrain_moco.dataio import (
+    SkippingDataset,
+    attach_audio_cache,
+    multi_source_dataset,
+    run_preparation,
+    trial_list_path,
+    two_view_dataset,
+)
+from speechbrain_moco.run_folder import write_run_info
+from speechbrain_moco.training import MoCoBrain
+from speechbrain_moco.verification import metrics_line
+
+logger = get_logger(__name__)
+
+
+def extra_source(hparams, index, source):
+    """One ``extra_sources`` entry, ``{data_folder, [annotation], [name], [weight], [prep]}``,
+    resolved to ``{name, weight, annotation, data_folder}``: without ``annotation`` the
+    folder is prepared by ``prep`` (a name of ``data_prep.PREPS``; default: this recipe's
+    own ``prepare_data``) and its training manifest is used. No label is read."""
+    if "data_folder" not in source:
+        raise ValueError(f"extra_sources[{index}] needs a data_folder: {source}")
+    name = source.get("name") or f"source{index + 1}"
+    resolved = {"name": name, "weight": float(source.get("weight", 1.0)),
+                "data_folder": source["data_folder"], "annotation": source.get("annotation")}
+    if resolved["annotation"] is None:
+        prep = prep_function(source["prep"]) if source.get("prep") else hparams["prepare_data"]
+        kwargs = {"data_folder": source["data_folder"], "verification_file": None,
+                  "save_folder": os.path.join(hparams["manifest_folder"], name)}
+        run_on_main(prep, kwargs=kwargs)
+        outputs = prep(**kwargs, skip_prep=True)
+        resolved.update(annotation=outputs["train"], data_folder=outputs["data_root"])
+    return resolved
+
+
+def dataio_prep(hparams, data_root):
+    """Two-view training and validation sets, and the sampler of several sources.
+
+    Unreadable training audio is skipped and listed in ``skipped_audio.txt``; with
+    ``extra_sources`` every corpus is concatenated and drawn by its weight.
+    """
+    crops = hparams["two_crops"]
+    if hparams["audio_cache"]:  # crops sliced from one memory-mapped copy of the audio
+        attach_audio_cache(crops, [hparams["train_annotation"], hparams["valid_annotation"]],
+                           data_root, hparams["audio_cache"], hparams["sample_rate"])
+    sampler = None
+    if hparams["extra_sources"]:
+        sources = [{"name": "main", "annotation": hparams["train_annotation"],
+                    "data_folder": data_root, "weight": hparams["main_weight"]}]
+        sources += [extra_source(hparams, i, s) for i, s in enumerate(hparams["extra_sources"])]
+        train, sampler = multi_source_dataset(sources, crops, hparams["seed"])
+    else:
+        train = two_view_dataset(hparams["train_annotation"], data_root, crops)
+    train = SkippingDataset(train, os.path.join(hparams["output_folder"], "skipped_audio.txt"))
+    valid = hparams["valid_annotation"]
+    if valid is not None:
+        valid = two_view_dataset(valid, data_root, crops)
+    return train, valid, sampler
+
 
 if __name__ == "__main__":
-    _, metrics, baseline = run_moco(sys.argv[1:])
-    if metrics is not None:
-        print(summary(metrics, baseline))
+    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    sb.utils.distributed.ddp_init_group(run_opts)  # a no-op unless launched by torchrun
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    verification_file = trial_list_path(hparams["verification_file"], hparams["data_folder"])
+    sb.create_experiment_directory(experiment_directory=hparams["output_folder"],
+                                   hyperparams_to_save=hparams_file, overrides=overrides)
+
+    # Manifests (trial speakers left out of training), written by the main process only
+    prepared, trials = run_preparation(hparams["prepare_data"], hparams["data_folder"],
+                                       hparams["manifest_folder"], verification_file)
+    data_root = prepared["data_root"]
+    logger.info("corpus %s, %d epochs, trial list %s", data_root, hparams["number_of_epochs"], trials)
+    write_run_info(hparams["output_folder"], data_folder=data_root, trials=trials,
+                   train_annotation=os.path.abspath(hparams["train_annotation"]),
+                   valid_annotation=hparams["valid_annotation"] and os.path.abspath(
+                       hparams["valid_annotation"]))
+
+    train_set, valid_set, sampler = dataio_prep(hparams, data_root)
+    train_loader = dict(hparams["train_dataloader_options"], sampler=sampler)
+    brain = MoCoBrain(modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
+                      run_opts=run_opts, checkpointer=hparams["checkpointer"])
+    brain.fit(brain.hparams.epoch_counter, train_set, valid_set, train_loader_kwargs=train_loader,
+              valid_loader_kwargs=hparams["valid_dataloader_options"])
+
+    if trials is not None and if_main_process():
+        print(metrics_line(*brain.score_trials(trials, data_root)))

@@ -1,19 +1,93 @@
 #!/usr/bin/env python3
-"""Score a trial list with a trained MoCo (or supervised) encoder, cosine back-end.
+"""Recipe for scoring a trial list with the encoder of a training run (MoCo or supervised).
 
-Run::
+To run::
 
     python recipes/Folder/MoCo/verify.py recipes/Folder/MoCo/hparams/verification_cosine.yaml \
         --data_folder=ROOT --verification_file=TRIALS --pretrain_path=OUT --output_folder=EVAL
 
-Writes ``EVAL/scores.txt`` (``enrol test score label``), ``EVAL/embeddings.pt``
-and ``EVAL/metrics.json`` (EER in percent, normalised minDCF at p=0.01, 0.05).
+``OUT`` is a training ``--output_folder``: its ``hyperparams.yaml`` rebuilds the
+front-end and the encoder, its latest checkpoint (or the average of the last
+``--average_checkpoints``) is loaded. Back-ends, all label-free: cosine (optionally
+after subtracting the training mean), or PLDA (``verification_plda.yaml``) trained on
+k-means pseudo-speakers of training embeddings; ``--score_norm`` with a cohort of
+training embeddings. Writes ``EVAL/scores.txt`` (``enrol test score label``),
+``EVAL/metrics.json``, ``embeddings.pt`` (cached) and the DET / score plots.
 """
 
+import json
+import os
+import random
 import sys
 
-from speechbrain_moco.recipe import summary
-from speechbrain_moco.verification import run_verify
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+
+from speechbrain_moco.dataio import trial_list_path, utterance_dataset
+from speechbrain_moco.verification import (
+    CosineScorer,
+    PLDAScorer,
+    cached_embeddings,
+    evaluate_trials,
+    load_trained_encoder,
+    metrics_line,
+)
+
+
+def training_embeddings(hparams, embed_fn, device, sample_rate):
+    """Embeddings of (a seeded subset of) the training run's utterances, no labels.
+
+    The cohort of score normalisation, the data of PLDA (on k-means pseudo-labels)
+    and of cosine mean subtraction. Cached in ``<output_folder>/train_embeddings.pt``.
+    """
+    manifest, root = hparams["cohort_annotation"], hparams["cohort_data_folder"]
+    if manifest is None:  # the run's own training manifest
+        with open(os.path.join(hparams["pretrain_path"], "run_info.json"), encoding="utf-8") as f:
+            info = json.load(f)
+        manifest, root = info["train_annotation"], info["data_folder"]
+    data = utterance_dataset(manifest, root, sample_rate)
+    if len(data) > hparams["cohort_size"]:
+        keep = set(random.Random(0).sample(data.data_ids, hparams["cohort_size"]))
+        data = data.filtered_sorted(key_test={"id": lambda uid: uid in keep})
+    out = os.path.join(hparams["output_folder"], "train_embeddings.pt")
+    _, emb = cached_embeddings(data, embed_fn, out, embed_fn.checkpoint, device,
+                               hparams["batch_size"], True)
+    return emb
+
+
+def make_scorer(hparams, train_emb):
+    """The back-end the yaml names, fitted without labels on ``train_emb``."""
+    if hparams["backend"] == "cosine":
+        scorer = CosineScorer(hparams["mean_subtraction"])
+        return scorer.fit(train_emb) if train_emb is not None else scorer
+    if hparams["backend"] == "plda":
+        n_clusters = hparams["plda_n_clusters"] or max(2, len(train_emb) // 10)
+        return PLDAScorer(lda_dim=hparams["plda_lda_dim"], n_clusters=n_clusters).fit(train_emb)
+    raise ValueError(f"backend must be cosine or plda, got {hparams['backend']}")
+
 
 if __name__ == "__main__":
-    print(summary(run_verify(sys.argv[1:])))
+    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    for key in ("data_folder", "pretrain_path"):
+        if hparams[key] is None:
+            raise ValueError(f"--{key} is required")
+    trials = trial_list_path(hparams["verification_file"], hparams["data_folder"])
+    if trials is None:
+        raise FileNotFoundError("no trial list: give --verification_file")
+    device = run_opts.get("device", "cpu")
+    embed_fn, train_hp = load_trained_encoder(hparams["pretrain_path"], device,
+                                              hparams["average_checkpoints"], hparams["crop_seconds"])
+
+    needs_train = (hparams["backend"] != "cosine" or hparams["mean_subtraction"]
+                   or hparams["score_norm"] is not None)
+    train_emb = training_embeddings(hparams, embed_fn, device, train_hp["sample_rate"]) \
+        if needs_train else None
+    metrics = evaluate_trials(
+        trials, hparams["data_folder"], embed_fn, hparams["output_folder"], device,
+        hparams["batch_size"], train_hp["sample_rate"], scorer=make_scorer(hparams, train_emb),
+        cohort=train_emb, score_norm=hparams["score_norm"], top_k=hparams["cohort_top_k"],
+        history_path=os.path.join(hparams["pretrain_path"], "history.jsonl"),
+        cache_key=embed_fn.checkpoint)
+    print(metrics_line(metrics))

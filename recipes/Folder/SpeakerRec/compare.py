@@ -27,17 +27,23 @@ again with an N-epoch supervised schedule (a smaller labelled budget, each
 compared with the scratch run of its own schedule). Writes ``OUT/comparison.md``,
 ``OUT/comparison.json`` and a DET plot per trial list (``OUT/det_<list>.png``).
 Stages run once: rerunning the command resumes or reuses them
-(``speechbrain_moco.experiments``).
+(``tools/experiments.py``).
 """
 
 import argparse
+import json
 import os
 import shlex
 import shutil
 import sys
 
-from speechbrain_moco import experiments as ex
-from speechbrain_moco.plots import plot_det
+import numpy as np
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", ".."))
+sys.path.insert(0, ROOT)  # the experiment tooling in tools/ (not part of the installed library)
+
+from speechbrain_moco.verification.plots import plot_det  # noqa: E402
+from tools import experiments as ex  # noqa: E402
 
 SYSTEMS = {
     "moco": "MoCo, no labels (cosine)",
@@ -169,11 +175,11 @@ def main(argv=None):
     clusters = {}
     for r in range(1, args.rounds + 1):
         with open(os.path.join(runner.out(f"pl{r}_labels"), "clusters.json"), encoding="utf-8") as f:
-            clusters[f"pl{r}"] = ex.json.load(f)
+            clusters[f"pl{r}"] = json.load(f)
     ref = {row["system"]: row for row in rows}
     def mean_eer(system, name):
         runs = [system] + [f"{system}_seed{seed}" for seed in args.seeds]
-        return float(ex.np.mean([ref[r]["metrics"][name]["EER"] for r in runs]))
+        return float(np.mean([ref[r]["metrics"][name]["EER"] for r in runs]))
 
     # each initialised system against the scratch run of the same schedule
     scratch_runs = {"scratch"} | set(scratch_of.values())

@@ -1,18 +1,79 @@
 #!/usr/bin/env python3
-"""Label-free pseudo speakers for the supervised recipe (see speechbrain_moco.pseudo_labels).
+"""Recipe for label-free pseudo speakers: cluster a trained encoder's embeddings of the
+training utterances and write manifests the supervised recipe trains on.
 
-Run::
+To run::
 
     python recipes/Folder/SpeakerRec/pseudo_labels.py recipes/Folder/SpeakerRec/hparams/pseudo_labels.yaml \
         --pretrain_path=MOCO_OUT --output_folder=PL [--n_clusters=N]
+
+then ``train_speaker_embeddings.py ... --train_annotation=PL/train.csv
+--valid_annotation=PL/valid.csv``. ``MOCO_OUT`` is any training ``--output_folder``
+(MoCo or a previous round); its ``run_info.json`` says which manifests and data it
+trained on. Writes ``PL/train_all.csv`` / ``valid_all.csv`` (every row, relabelled),
+``PL/train.csv`` / ``valid.csv`` (the rows the purity filter keeps) and
+``PL/clusters.json`` (sizes, timings, and NMI / purity against the manifest's own
+``spk_id`` as a report only: no label is used).
 """
 
 import json
+import os
 import sys
+import time
 
-from speechbrain_moco.pseudo_labels import run_pseudo_labels
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+
+from speechbrain_moco.dataio import read_csv, utterance_dataset
+from speechbrain_moco.pseudo_labels import pseudo_label_manifests
+from speechbrain_moco.run_folder import read_run_info
+from speechbrain_moco.verification import cached_embeddings, load_trained_encoder
+
+
+def embed_rows(csv_path, rows, data_folder, embed_fn, sample_rate, cache, device, batch_size):
+    """(N, D) embeddings of a manifest's ``rows``, in their order (cached in ``cache``)."""
+    data = utterance_dataset(csv_path, data_folder, sample_rate)
+    ids, emb = cached_embeddings(data, embed_fn, cache, embed_fn.checkpoint, device, batch_size, True)
+    index = {uid: i for i, uid in enumerate(ids)}
+    return emb[torch.tensor([index[r["ID"]] for r in rows])]
+
 
 if __name__ == "__main__":
-    report = run_pseudo_labels(sys.argv[1:])
+    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    run = hparams["pretrain_path"]
+    if run is None:
+        raise ValueError("--pretrain_path (the MoCo or previous-round --output_folder) is required")
+    info = read_run_info(run)
+    train_csv = hparams["train_annotation"] or info["train_annotation"]
+    valid_csv = hparams["valid_annotation"] or info["valid_annotation"]
+    data_folder = hparams["data_folder"] or info["data_folder"]
+    out = hparams["output_folder"]
+    os.makedirs(out, exist_ok=True)
+    device = run_opts.get("device", "cpu")
+    embed_fn, train_hp = load_trained_encoder(run, device, hparams["average_checkpoints"],
+                                              hparams["crop_seconds"])
+
+    # Embeddings of every training (then validation) utterance of the run's manifests
+    train_rows, fields = read_csv(train_csv, required=("ID", "spk_id"))
+    valid_rows = read_csv(valid_csv, required=("ID", "spk_id"))[0] if valid_csv else []
+    start = time.time()
+    parts = [embed_rows(path, rows, data_folder, embed_fn, train_hp["sample_rate"],
+                        os.path.join(out, f"{name}_embeddings.pt"), device, hparams["batch_size"])
+             for name, path, rows in (("train", train_csv, train_rows), ("valid", valid_csv, valid_rows))
+             if rows]
+    extract_seconds = time.time() - start
+
+    # Cluster, filter, relabel, write the manifests and the report
+    report = pseudo_label_manifests(
+        torch.cat(parts).numpy(), train_rows, valid_rows, fields, out, hparams["n_clusters"],
+        hparams["cluster_method"], hparams["keep_ratio"], hparams["min_cluster_size"],
+        hparams["seed"], hparams["report_labels"])
+    report.update(pretrain_path=os.path.abspath(run), encoder=embed_fn.checkpoint,
+                  extract_seconds=round(extract_seconds, 3), data_folder=data_folder)
+    with open(os.path.join(out, "clusters.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
     print(json.dumps({k: report[k] for k in ("n_clusters", "train_kept", "train_rows",
                                               "train_speakers", "quality_all") if k in report}))

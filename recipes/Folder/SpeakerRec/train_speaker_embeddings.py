@@ -1,23 +1,128 @@
 #!/usr/bin/env python3
-"""Supervised (AAM-softmax) speaker embeddings, from scratch or MoCo-initialised.
+"""Recipe for supervised speaker embeddings (AAM-softmax), from scratch or MoCo-initialised.
 
-Run::
+The pretraining scenario of Ding, He and Wan (2020): the same yaml trains from scratch
+or, with ``--init_from``, starts from a MoCo run's query encoder (frozen for the first
+``freeze_epochs``, then fine-tuned). With a pseudo-label manifest
+(``--train_annotation=PL/train.csv``, written by ``pseudo_labels.py``) no label is used.
+
+To run::
 
     python recipes/Folder/SpeakerRec/train_speaker_embeddings.py \
         recipes/Folder/SpeakerRec/hparams/train_ecapa.yaml \
         --data_folder=ROOT --output_folder=OUT [--init_from=MOCO_OUT]
 
-The encoder is saved as ``embedding_model``: score the run with
-``recipes/Folder/MoCo/verify.py ... --pretrain_path=OUT``. The trainer lives in
-``speechbrain_moco.supervised``.
+The encoder is saved as ``embedding_model``: ``recipes/Folder/MoCo/verify.py
+--pretrain_path=OUT`` scores the run like a MoCo run. The VoxCeleb recipe links here.
 """
 
+import os
 import sys
 
-from speechbrain_moco.recipe import summary
-from speechbrain_moco.supervised import run_supervised
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.dataio.encoder import CategoricalEncoder
+from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.logger import get_logger
+
+from speechbrain_moco.dataio import (
+    SkippingDataset,
+    attach_audio_cache,
+    labelled_crop_dataset,
+    read_manifest,
+    run_preparation,
+    trial_list_path,
+)
+from speechbrain_moco.run_folder import write_run_info
+from speechbrain_moco.training import (
+    SpeakerBrain,
+    check_init_features,
+    init_schedule,
+    load_encoder_init,
+)
+from speechbrain_moco.verification import metrics_line
+
+logger = get_logger(__name__)
+
+
+def label_encoder(hparams):
+    """The speaker labels of the training manifest, saved once in ``save_folder``."""
+    path = os.path.join(hparams["save_folder"], "label_encoder.txt")
+
+    def create():
+        os.makedirs(hparams["save_folder"], exist_ok=True)
+        speakers = sorted({row["spk_id"] for row in read_manifest(hparams["train_annotation"])})
+        CategoricalEncoder().load_or_create(path, from_iterables=[speakers])
+
+    run_on_main(create)
+    encoder = CategoricalEncoder()
+    encoder.load(path)
+    return encoder
+
+
+def dataio_prep(hparams, data_root, labels):
+    """One random labelled crop per utterance: training (unreadable audio skipped and
+    listed in ``skipped_audio.txt``) and validation sets."""
+    crops = hparams["crops"]
+    if hparams["audio_cache"]:  # crops sliced from one memory-mapped copy of the audio
+        attach_audio_cache(crops, [hparams["train_annotation"], hparams["valid_annotation"]],
+                           data_root, hparams["audio_cache"], hparams["sample_rate"])
+    train = labelled_crop_dataset(hparams["train_annotation"], data_root, crops, labels)
+    valid = hparams["valid_annotation"]
+    if valid is not None:
+        unknown = sorted({r["spk_id"] for r in read_manifest(valid)} - set(labels.lab2ind))
+        if unknown:
+            raise ValueError(f"{valid}: speakers not in the training manifest: {unknown[:5]}")
+        valid = labelled_crop_dataset(valid, data_root, crops, labels)
+    return SkippingDataset(train, os.path.join(hparams["output_folder"], "skipped_audio.txt")), valid
+
 
 if __name__ == "__main__":
-    _, metrics, baseline = run_supervised(sys.argv[1:])
-    if metrics is not None:
-        print(summary(metrics, baseline))
+    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    sb.utils.distributed.ddp_init_group(run_opts)  # a no-op unless launched by torchrun
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    # bad values fail before any data preparation
+    freeze, lr_scale = init_schedule(hparams["init_from"], hparams["freeze_epochs"],
+                                     hparams["encoder_lr_scale"])
+    sb.create_experiment_directory(experiment_directory=hparams["output_folder"],
+                                   hyperparams_to_save=hparams_file, overrides=overrides)
+    if freeze and freeze >= hparams["number_of_epochs"]:
+        logger.warning("freeze_epochs (%d) >= number_of_epochs (%d): the initialised encoder is never "
+                       "fine-tuned, only the classifier trains (lower --freeze_epochs)",
+                       freeze, hparams["number_of_epochs"])
+
+    # Manifests: the prep's own, or pseudo-labelled ones given as --train_annotation
+    prepared, trials = run_preparation(
+        hparams["prepare_data"], hparams["data_folder"], hparams["manifest_folder"],
+        trial_list_path(hparams["verification_file"], hparams["data_folder"]))
+    data_root = prepared["data_root"]
+    labels = label_encoder(hparams)
+    if len(labels.lab2ind) < 2:
+        raise ValueError(f"{hparams['train_annotation']}: {len(labels.lab2ind)} speaker(s); "
+                         "supervised training needs at least 2")
+    classifier = hparams["classifier"](out_neurons=len(labels.lab2ind))
+    hparams["modules"]["classifier"] = classifier
+    hparams["checkpointer"].add_recoverable("classifier", classifier)
+
+    # Initialisation from a MoCo (or any) run: strict shapes, same feature normalisation
+    init, init_path = hparams["init_from"], None
+    if init:
+        init_path = load_encoder_init(hparams["embedding_model"], init)
+        check_init_features(hparams["mean_var_norm"], init, init_path)
+    write_run_info(hparams["output_folder"], data_folder=data_root, trials=trials,
+                   train_annotation=os.path.abspath(hparams["train_annotation"]),
+                   valid_annotation=hparams["valid_annotation"] and os.path.abspath(
+                       hparams["valid_annotation"]),
+                   init_from=init and os.path.abspath(init), init_checkpoint=init_path,
+                   n_speakers=len(labels.lab2ind), freeze_epochs=freeze, encoder_lr_scale=lr_scale)
+
+    train_set, valid_set = dataio_prep(hparams, data_root, labels)
+    brain = SpeakerBrain(modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
+                         run_opts=run_opts, checkpointer=hparams["checkpointer"])
+    brain.fit(brain.hparams.epoch_counter, train_set, valid_set,
+              train_loader_kwargs=hparams["train_dataloader_options"],
+              valid_loader_kwargs=hparams["valid_dataloader_options"])
+
+    if trials is not None and if_main_process():
+        print(metrics_line(*brain.score_trials(trials, data_root)))

@@ -1,0 +1,104 @@
+"""Distributed helpers for MoCo; each is the identity on a single process.
+
+- ``all_gather_nograd``: concatenate a tensor from every rank (rank order),
+  used to enqueue the keys of the global batch so every rank's queue is the
+  same.
+- ``wrap_ddp``: DDP with per-process batch norm (or SyncBatchNorm when asked).
+- ``batch_shuffle`` / ``batch_unshuffle``: shuffle-BN (He et al. 2020). The key
+  batch is gathered, permuted with a permutation drawn on rank 0 and
+  broadcast, and each rank encodes a slice of other ranks' samples, so the
+  batch-norm statistics of the keys do not come from the same samples as the
+  queries'. Every rank must hold the same batch size.
+"""
+
+import torch
+import torch.distributed as dist
+
+
+def world_size():
+    """Number of processes (1 when torch.distributed is not initialised)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def rank():
+    """Rank of this process (0 when not distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return 0
+
+
+@torch.no_grad()
+def all_gather_nograd(tensor):
+    """Gather ``tensor`` (B, ...) from all ranks into (world*B, ...).
+
+    Example
+    -------
+    >>> x = torch.arange(6.0).view(3, 2)
+    >>> torch.equal(all_gather_nograd(x), x)
+    True
+    """
+    if world_size() == 1:
+        return tensor
+    tensor = tensor.contiguous()
+    out = [torch.empty_like(tensor) for _ in range(world_size())]
+    dist.all_gather(out, tensor)
+    return torch.cat(out, dim=0)
+
+
+@torch.no_grad()
+def batch_shuffle(x, lengths=None):
+    """Shuffle a batch across ranks for shuffle-BN.
+
+    Returns ``(x_local, lengths_local, idx_unshuffle)``; on one process the
+    batch is returned unchanged with ``idx_unshuffle=None``.
+
+    Example
+    -------
+    >>> x = torch.randn(4, 3)
+    >>> y, _, idx = batch_shuffle(x)
+    >>> torch.equal(x, y), idx is None
+    (True, True)
+    """
+    if world_size() == 1:
+        return x, lengths, None
+    local = x.shape[0]
+    x_all = all_gather_nograd(x)
+    len_all = all_gather_nograd(lengths) if lengths is not None else None
+    perm = torch.randperm(x_all.shape[0], device=x.device)
+    dist.broadcast(perm, src=0)
+    idx_unshuffle = torch.argsort(perm)
+    mine = perm.view(world_size(), -1)[rank()]
+    if mine.numel() != local:
+        raise RuntimeError("shuffle-BN needs the same batch size on every rank")
+    return x_all[mine], (len_all[mine] if len_all is not None else None), idx_unshuffle
+
+
+@torch.no_grad()
+def batch_unshuffle(x, idx_unshuffle):
+    """Undo ``batch_shuffle`` on the encoded keys (identity on one process)."""
+    if idx_unshuffle is None:
+        return x
+    x_all = all_gather_nograd(x)
+    mine = idx_unshuffle.view(world_size(), -1)[rank()]
+    return x_all[mine]
+
+
+def wrap_ddp(modules, device, sync_batchnorm=False, find_unused_parameters=False):
+    """DDP-wrap every trainable module of ``modules`` (a ``ModuleDict``), in place.
+
+    SpeechBrain converts every trainable module to SyncBatchNorm under DDP. MoCo keeps
+    per-process batch norm, as its authors do, and decorrelates the key branch with
+    shuffle-BN (:func:`batch_shuffle`); that also works with gloo on CPU, where
+    SyncBatchNorm does not. ``sync_batchnorm=True`` converts to SyncBatchNorm (CUDA).
+    """
+    device = torch.device(device)
+    for name, module in modules.items():
+        if any(p.requires_grad for p in module.parameters()):
+            if sync_batchnorm:
+                module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+            ids = None if device.type == "cpu" else [device]
+            modules[name] = torch.nn.parallel.DistributedDataParallel(
+                module, device_ids=ids, find_unused_parameters=find_unused_parameters)
+    return modules

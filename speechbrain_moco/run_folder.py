@@ -1,0 +1,94 @@
+"""What a training run folder holds, read without building the run: ``hyperparams.yaml``
+with its references resolved, the latest checkpoint of ``save/``, the
+``embedding_model.ckpt`` a path names, and ``run_info.json`` (where the data is, which
+manifests trained it, how it was initialised: what scoring and pseudo-labelling need
+to find the data again)."""
+
+import json
+import os
+
+import ruamel.yaml
+import speechbrain as sb
+from hyperpyyaml import resolve_references
+from speechbrain.utils.distributed import if_main_process
+
+
+def resolved_yaml_tree(yaml_path):
+    """``(ruamel YAML, tree)`` of a HyperPyYAML file with its ``!ref``s resolved.
+
+    Tags (``!new:`` ...) are kept as ruamel nodes, nothing is instantiated: a
+    training run's ``hyperparams.yaml`` can be inspected or copied without
+    building its objects.
+    """
+    with open(yaml_path, encoding="utf-8") as fin:
+        resolved = resolve_references(fin)
+    rt_yaml = ruamel.yaml.YAML()
+    return rt_yaml, rt_yaml.load(resolved)
+
+
+def latest_checkpoint(run_folder):
+    """The most recent checkpoint of ``<run_folder>/save`` holding an ``embedding_model``."""
+    save = os.path.join(run_folder, "save")
+    ckpt = sb.utils.checkpoints.Checkpointer(save).find_checkpoint() if os.path.isdir(save) else None
+    if ckpt is None or "embedding_model" not in ckpt.paramfiles:
+        raise FileNotFoundError(f"no checkpoint with an embedding_model in {save}")
+    return ckpt
+
+
+def embedding_checkpoint(init_from):
+    """The ``embedding_model.ckpt`` that a path (e.g. ``--init_from``) names.
+
+    Accepts a training ``--output_folder`` (MoCo or supervised: the latest
+    checkpoint of ``save/``, the one ``verify.py`` loads), an exported model
+    folder (``speechbrain_moco.export``), a ``CKPT+*`` folder, or the ``.ckpt``
+    file itself.
+    """
+    if os.path.isfile(init_from):
+        return init_from
+    if not os.path.isdir(init_from):
+        raise FileNotFoundError(f"--init_from={init_from}: no such file or folder")
+    direct = os.path.join(init_from, "embedding_model.ckpt")
+    if os.path.isfile(direct):
+        return direct
+    save = os.path.join(init_from, "save")
+    if os.path.isdir(save):
+        ckpt = sb.utils.checkpoints.Checkpointer(save).find_checkpoint()
+        if ckpt is not None and os.path.isfile(os.path.join(ckpt.path, "embedding_model.ckpt")):
+            return os.path.join(ckpt.path, "embedding_model.ckpt")
+    raise FileNotFoundError(f"--init_from={init_from}: no embedding_model.ckpt in it nor in a "
+                            "checkpoint of its save/ folder (is it a training --output_folder?)")
+
+
+def write_run_info(run_folder, **fields):
+    """Merge ``fields`` into ``<run_folder>/run_info.json`` (main process only).
+
+    Paths among the values are written as given; pass absolute ones.
+    """
+    if not if_main_process():
+        return
+    path = os.path.join(run_folder, "run_info.json")
+    info = {}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+    info.update(fields)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=2)
+
+
+def read_run_info(run_folder):
+    """``<run_folder>/run_info.json`` as a dict (an error naming the folder when missing)."""
+    path = os.path.join(run_folder, "run_info.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: is {run_folder} a training --output_folder?")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def append_history(run_folder, row):
+    """Append one JSON line (an epoch's statistics) to ``<run_folder>/history.jsonl``
+    (main process only)."""
+    if not if_main_process():
+        return
+    with open(os.path.join(run_folder, "history.jsonl"), "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")

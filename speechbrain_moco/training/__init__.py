@@ -1,0 +1,33 @@
+"""Training: the Brains (``MoCoBrain`` without labels, ``SpeakerBrain`` with labels or
+pseudo-labels, both on ``EmbeddingBrain``'s loop), atomic checkpoints, the learning-rate
+schedule, start-up checks and ``init_from``. What a run folder holds is
+:mod:`speechbrain_moco.run_folder`."""
+
+from speechbrain_moco.training.checkpoint import AtomicCheckpointer, RNGState
+from speechbrain_moco.training.checks import (
+    check_batch,
+    check_crops,
+    check_encoder,
+    check_queue,
+)
+from speechbrain_moco.training.embedding_brain import EmbeddingBrain
+from speechbrain_moco.training.init_from import check_init_features, load_encoder_init
+from speechbrain_moco.training.moco_brain import MoCoBrain
+from speechbrain_moco.training.schedule import warmup_cosine
+from speechbrain_moco.training.speaker_brain import SpeakerBrain, init_schedule
+
+__all__ = [
+    "AtomicCheckpointer",
+    "EmbeddingBrain",
+    "MoCoBrain",
+    "RNGState",
+    "SpeakerBrain",
+    "check_batch",
+    "check_crops",
+    "check_encoder",
+    "check_init_features",
+    "check_queue",
+    "init_schedule",
+    "load_encoder_init",
+    "warmup_cosine",
+]

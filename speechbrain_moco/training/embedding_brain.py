@@ -1,0 +1,296 @@
+"""``EmbeddingBrain``: what every speaker-embedding trainer of the toolkit shares.
+
+``MoCoBrain`` (self-supervised) and ``SpeakerBrain`` (AAM-softmax on labels or
+pseudo-labels) both subclass it, so both get the same feature front-end,
+per-row reproducible augmentation, warm-up + cosine learning rate per step,
+non-finite-loss skipping, start-up checks, one ``fit`` (loaders, checks of the
+data against the set-up), ``history.jsonl`` and atomic end-of-epoch checkpoints.
+Subclasses implement ``compute_forward``, ``compute_objectives``,
+``embedding_dim`` and ``epoch_crops`` (the crop generator whose epoch the stages
+set), and may extend ``check_setup``.
+
+Every hyperparameter it reads is a key of each recipe yaml (``spec_augment``,
+``augment``, ``sync_batchnorm``, ... with ``null`` / ``False`` defaults).
+"""
+
+import os
+import zlib
+
+import speechbrain as sb
+import torch
+import torch.distributed as dist
+from speechbrain.utils.logger import get_logger
+
+from speechbrain_moco.dataio.datasets import manifest_durations
+from speechbrain_moco.dataio.sources import count_skipped
+from speechbrain_moco.encoder import embed
+from speechbrain_moco.moco.distributed import world_size, wrap_ddp
+from speechbrain_moco.run_folder import append_history
+from speechbrain_moco.training.checkpoint import RNGState
+from speechbrain_moco.training.checks import (
+    check_batch,
+    check_crops,
+    check_encoder,
+    is_architecture_mismatch,
+)
+from speechbrain_moco.training.schedule import warmup_cosine
+from speechbrain_moco.verification.evaluate import evaluate_trials
+from speechbrain_moco.verification.statistics import stats_embed_fn
+
+logger = get_logger(__name__)
+
+
+class EmbeddingBrain(sb.core.Brain):
+    """Shared training loop of the embedding trainers (see module docstring)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.optimizer_step_limit is not None:  # SpeechBrain 1.1.2 leaves the CLI value a str
+            self.optimizer_step_limit = int(self.optimizer_step_limit)
+        self.steps_per_epoch = None
+        self.skipped_steps = 0  # non-finite losses skipped, in total
+        self.nonfinite_in_a_row = 0
+        self.acc_sum, self.acc_count = 0.0, 0
+        self.valid_expected = False  # set by fit: checkpoint after validation, not training
+        self.sampler = None  # a custom training sampler (several sources), whose epoch is set here
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("rng", RNGState())
+
+    # ------------------------------------------------------------ to implement
+    def embedding_dim(self):
+        """Size the encoder must output (checked at start-up)."""
+        raise NotImplementedError
+
+    def epoch_crops(self):
+        """The crop generator (``TwoCrops``) whose epoch selects the crops."""
+        raise NotImplementedError
+
+    def epoch_meta(self):
+        """Extra per-epoch fields for the log and ``history.jsonl``."""
+        return {}
+
+    # ------------------------------------------------------------------ forward
+    def features(self, wavs, lengths, stage):
+        """Fbank + mean/var normalisation (+ SpecAugment in training).
+
+        A ``global`` normalisation updates its running statistics whenever its
+        module is in training mode (all-reduced across processes by SpeechBrain).
+        """
+        feats = self.modules.compute_features(wavs)
+        feats = self.modules.mean_var_norm(feats, lengths)
+        if stage == sb.Stage.TRAIN and self.hparams.spec_augment is not None:
+            feats = self.hparams.spec_augment(feats)
+        return feats
+
+    def encode(self, wavs, lengths):
+        """Encoder embeddings (B, D) of waveforms (no head, no classifier)."""
+        feats = self.features(wavs, lengths, sb.Stage.TEST)
+        return embed(self.modules.embedding_model, feats, lengths)
+
+    def score_trials(self, trials, data_folder):
+        """Score a trial list with the trained encoder (the end of a training recipe).
+
+        Writes ``<output_folder>/eval/`` (``scores.txt``, ``metrics.json``, plots); with
+        ``stats_baseline: True``, also the Fbank mean+std statistics of the same front-end
+        (no training: what the encoder has to beat) in ``eval/fbank_stats_baseline/``.
+        Returns ``(metrics, baseline_metrics or None)``.
+        """
+        eval_dir = os.path.join(self.hparams.output_folder, "eval")
+        common = dict(device=self.device, batch_size=self.hparams.eval_batch_size,
+                      sample_rate=self.hparams.sample_rate)
+        self.modules.eval()
+        history = os.path.join(self.hparams.output_folder, "history.jsonl")
+        metrics = evaluate_trials(trials, data_folder, self.encode, eval_dir, history_path=history,
+                                  **common)
+        baseline = None
+        if self.hparams.stats_baseline:
+            stats = stats_embed_fn(self.modules.compute_features, self.modules.mean_var_norm)
+            baseline = evaluate_trials(trials, data_folder, stats,
+                                       os.path.join(eval_dir, "fbank_stats_baseline"), **common)
+        return metrics, baseline
+
+    def augment(self, wavs, lengths):
+        """Augment every row independently, reproducibly per step and process."""
+        augmenter = self.hparams.augment
+        if augmenter is None:
+            return wavs
+        devices = [wavs.device] if wavs.device.type == "cuda" else []
+        rank = os.environ.get("RANK", 0)
+        seed = zlib.crc32(f"{self.hparams.seed}:{self.optimizer_step}:{self.step}:{rank}".encode())
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            return augmenter(wavs, lengths)
+
+    # ------------------------------------------------------------ optimisation
+    def total_steps(self):
+        """Optimiser steps of the whole run."""
+        steps = self.steps_per_epoch or 1
+        return max(steps * self.hparams.number_of_epochs // self.grad_accumulation_factor, 1)
+
+    def on_fit_batch_start(self, batch, should_step):
+        """Set the learning rate of this step (warm-up + cosine)."""
+        lr = warmup_cosine(
+            self.optimizer_step,
+            self.hparams.lr,
+            self.total_steps(),
+            self.hparams.warmup_epochs * (self.steps_per_epoch or 1) // self.grad_accumulation_factor,
+            self.hparams.final_lr,
+        )
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+
+    def fit_batch(self, batch):
+        """One training step; a non-finite loss skips the step on every rank.
+
+        The skipped step has no side effect (no update, no ``on_fit_batch_end``,
+        and the batch-norm statistics it moved are restored); after
+        ``nonfinite_patience`` non-finite losses in a row the run stops.
+        """
+        should_step = (self.step % self.grad_accumulation_factor) == 0
+        self.on_fit_batch_start(batch, should_step)
+        # batch-norm statistics move during the forward pass: keep them to undo a bad step
+        stats = [(b, b.detach().clone()) for name, m in self.modules.items() if name != "queue"
+                 for b in m.buffers()]
+        with self.no_sync(not should_step):
+            with self.training_ctx:
+                outputs = self.compute_forward(batch, sb.Stage.TRAIN)
+                loss = self.compute_objectives(outputs, batch, sb.Stage.TRAIN)
+            if not self.all_finite(loss):
+                for buffer, saved in stats:
+                    buffer.copy_(saved)
+                self.skip_step(loss)
+                return loss.detach().cpu()
+            self.nonfinite_in_a_row = 0
+            self.scaler.scale(loss / self.grad_accumulation_factor).backward()
+        if should_step:
+            self.optimizers_step()
+        self.on_fit_batch_end(batch, outputs, loss, should_step)
+        return loss.detach().cpu()
+
+    def all_finite(self, loss):
+        """True when the loss is finite on every process."""
+        bad = torch.tensor(0.0 if torch.isfinite(loss.detach()).all() else 1.0, device=self.device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        return float(bad) == 0.0
+
+    def skip_step(self, loss):
+        """Count a non-finite step, drop its gradients, stop if patience is spent."""
+        self.skipped_steps += 1
+        self.nonfinite_in_a_row += 1
+        self.zero_grad(set_to_none=True)
+        logger.warning("non-finite loss (%s) at step %d: step skipped (%d skipped so far)",
+                       float(loss.detach()), self.step, self.skipped_steps)
+        if self.nonfinite_in_a_row > self.nonfinite_patience:
+            raise RuntimeError(
+                f"{self.nonfinite_in_a_row} non-finite losses in a row (nonfinite_patience="
+                f"{self.nonfinite_patience}): stopping. Lower --lr, check the input audio, or "
+                "use --precision=fp32; the last good checkpoint is in the save folder."
+            )
+
+    def param_groups(self):
+        """The trainable parameters, as optimiser parameter groups; a group's
+        ``lr_scale`` multiplies the scheduled learning rate (default 1)."""
+        return [{"params": [p for p in self.modules.parameters() if p.requires_grad]}]
+
+    def init_optimizers(self):
+        """Give the optimiser the trainable parameters only."""
+        self.optimizer = self.opt_class(self.param_groups())
+        self.optimizers_dict = {"opt_class": self.optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+
+    def _wrap_distributed(self):
+        """DDP-wrap the trainable modules, keeping per-process batch norm (see
+        :func:`speechbrain_moco.moco.distributed.wrap_ddp`; ``sync_batchnorm: True``
+        restores SpeechBrain's SyncBatchNorm, CUDA only)."""
+        if not self.distributed_launch:
+            return super()._wrap_distributed()
+        wrap_ddp(self.modules, self.device, self.hparams.sync_batchnorm and self.device_type == "cuda",
+                 self.find_unused_parameters)
+
+    def check_setup(self, n_utterances, batch_size):
+        """Refuse a training set smaller than one global batch (extended by subclasses)."""
+        check_batch(n_utterances, batch_size, world_size())
+
+    def fit(self, epoch_counter, train_set, valid_set=None, progressbar=None,
+            train_loader_kwargs={}, valid_loader_kwargs={}):
+        """Check the data against the set-up, build the loader, then SpeechBrain's fit.
+
+        Checks (before any training): a crop longer than every utterance, a training
+        set smaller than one global batch, and what ``check_setup`` adds. A
+        ``sampler`` in ``train_loader_kwargs`` (several sources) has its epoch set
+        at every training stage.
+        """
+        # wrapped / concatenated datasets lose SpeechBrain's automatic PaddedBatch
+        train_loader_kwargs = dict(train_loader_kwargs, collate_fn=train_loader_kwargs.get(
+            "collate_fn", sb.dataio.batch.PaddedBatch))
+        self.sampler = train_loader_kwargs.get("sampler")
+        if self.sampler is not None:
+            train_loader_kwargs["shuffle"] = False
+        if not isinstance(train_set, torch.utils.data.DataLoader):
+            crops = self.epoch_crops()
+            check_crops(manifest_durations(train_set), crops.crop / crops.sample_rate)
+            self.check_setup(len(train_set), train_loader_kwargs.get("batch_size", 1))
+            train_set = self.make_dataloader(train_set, stage=sb.Stage.TRAIN, **train_loader_kwargs)
+        self.steps_per_epoch = len(train_set)
+        self.valid_expected = valid_set is not None
+        super().fit(epoch_counter, train_set, valid_set, progressbar,
+                    train_loader_kwargs, valid_loader_kwargs)
+
+    def on_fit_start(self):
+        """Check the encoder contract, then resume with a clear architecture error."""
+        # un-normalised features: in training mode a global mean_var_norm would fold the
+        # check's silence into its running statistics (and, under DDP, once per process)
+        check_encoder(lambda w, n: self.modules.compute_features(w), self.modules.embedding_model,
+                      self.embedding_dim(), self.hparams.sample_rate, self.device)
+        try:
+            super().on_fit_start()
+        except RuntimeError as err:
+            if not is_architecture_mismatch(err):
+                raise
+            raise ValueError(
+                f"the checkpoint in {self.checkpointer.checkpoints_dir} was written by another "
+                f"architecture than this yaml builds; use another --output_folder ({str(err)[:300]})"
+            ) from err
+
+    # ------------------------------------------------------------------ stages
+    def on_stage_start(self, stage, epoch=None):
+        """Reset accuracy counters; select the crops (and the sampler's draw) of this epoch."""
+        self.acc_sum, self.acc_count = 0.0, 0
+        crops = self.epoch_crops()
+        if stage == sb.Stage.TRAIN:
+            crops.set_epoch(epoch)
+            if self.sampler is not None and self.train_sampler is None:  # SpeechBrain sets the others
+                self.sampler.set_epoch(epoch)
+        else:
+            crops.set_epoch(-1)  # same validation crops every epoch
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Log loss, accuracy and lr; checkpoint after each epoch."""
+        stats = {"loss": stage_loss, "acc": self.acc_sum / max(self.acc_count, 1)}
+        if stage == sb.Stage.TEST:  # evaluate(): report only, no checkpoint
+            self.hparams.train_logger.log_stats(
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
+            )
+            return
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = stats
+            if self.valid_expected:
+                return
+        epoch_stats = {"epoch": epoch, "lr": max(g["lr"] for g in self.optimizer.param_groups)}
+        epoch_stats.update(self.epoch_meta())
+        epoch_stats["skipped_audio"] = count_skipped(
+            os.path.join(self.hparams.output_folder, "skipped_audio.txt"))
+        valid_stats = stats if stage == sb.Stage.VALID else None
+        self.hparams.train_logger.log_stats(
+            stats_meta=epoch_stats, train_stats=self.train_stats, valid_stats=valid_stats
+        )
+        row = dict(epoch_stats, train_loss=self.train_stats["loss"], train_acc=self.train_stats["acc"])
+        if valid_stats is not None:
+            row.update(valid_loss=valid_stats["loss"], valid_acc=valid_stats["acc"])
+        append_history(self.hparams.output_folder, row)
+        self.checkpointer.save_and_keep_only(
+            meta={"loss": (valid_stats or self.train_stats)["loss"], "epoch": epoch},
+            num_to_keep=self.hparams.keep_checkpoints,
+        )
