@@ -64,23 +64,44 @@ def main(argv=None):
     quality = clustering_quality(labels, true)
     quality_kept = clustering_quality(labels[keep], true[keep])
     timings["quality_s"] = time.time() - start
-    result = {"command": "python benchmarks/clustering_scale.py " + " ".join(argv),
-              "machine": machine_description(), "n": args.n, "speakers": args.speakers, "dim": args.dim,
-              "noise": args.noise, "embeddings_mb": x.nbytes / 2**20, "timings": timings,
-              "peak_rss_mb": peak_mb(), "memory": mem, "quality_all": quality,
-              "quality_kept": quality_kept, "kept": int(keep.sum())}
+    result = {
+        "command": "python benchmarks/clustering_scale.py " + " ".join(argv),
+        "machine": machine_description(),
+        "n": args.n,
+        "speakers": args.speakers,
+        "dim": args.dim,
+        "noise": args.noise,
+        "embeddings_mb": x.nbytes / 2**20,
+        "timings": timings,
+        "peak_rss_mb": peak_mb(),
+        "memory": mem,
+        "quality_all": quality,
+        "quality_kept": quality_kept,
+        "kept": int(keep.sum()),
+    }
     write_json(args.out + ".json", result)
-    md = ["# Pseudo-label clustering at scale", "", f"Command: `{result['command']}`  ",
-          f"Machine: {result['machine']}", "",
-          f"{args.n:,} simulated {args.dim}-d embeddings ({result['embeddings_mb']:.0f} MB float32) of "
-          f"{args.speakers:,} speakers, spherical MiniBatchKMeans into {args.speakers:,} clusters "
-          "(scikit-learn, `speechbrain_moco.pseudo_labels.cluster_pseudo_labels`).", "",
-          "| step | seconds |", "|---|---|"]
+    md = [
+        "# Pseudo-label clustering at scale",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {result['machine']}",
+        "",
+        f"{args.n:,} simulated {args.dim}-d embeddings ({result['embeddings_mb']:.0f} MB float32) of "
+        f"{args.speakers:,} speakers, spherical MiniBatchKMeans into {args.speakers:,} clusters "
+        "(scikit-learn, `speechbrain_moco.pseudo_labels.cluster_pseudo_labels`).",
+        "",
+        "| step | seconds |",
+        "|---|---|",
+    ]
     md += [f"| {k[:-2].replace('_', ' ')} | {v:.1f} |" for k, v in timings.items()]
-    md += ["", f"Peak resident memory: {result['peak_rss_mb']:.0f} MB.  ",
-           f"Against the simulated speakers: NMI {quality['nmi']:.3f}, purity {quality['purity']:.3f}; "
-           f"after keeping {args.keep_ratio:.0%} per cluster ({result['kept']:,} rows): purity "
-           f"{quality_kept['purity']:.3f}.", ""]
+    md += [
+        "",
+        f"Peak resident memory: {result['peak_rss_mb']:.0f} MB.  ",
+        f"Against the simulated speakers: NMI {quality['nmi']:.3f}, purity {quality['purity']:.3f}; "
+        f"after keeping {args.keep_ratio:.0%} per cluster ({result['kept']:,} rows): purity "
+        f"{quality_kept['purity']:.3f}.",
+        "",
+    ]
     with open(args.out + ".md", "w", encoding="utf-8") as f:
         f.write("\n".join(md))
     print("\n".join(md))

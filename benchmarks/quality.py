@@ -49,14 +49,25 @@ UNTRAINED = {
 }
 TRAINED = {  # name: (description, stage[, verify.py options[, verification yaml]])
     "moco_ecapa": ("MoCo ECAPA (moco.yaml), no labels", "moco"),
-    "moco_ecapa_msub": ("MoCo ECAPA, cosine after subtracting the mean train-half embedding",
-                        "moco", ["--mean_subtraction=True"]),
-    "moco_ecapa_plda": ("MoCo ECAPA, PLDA trained on k-means pseudo-speakers of the train half "
-                        "(verification_plda.yaml, no labels)", "moco", [], "verification_plda.yaml"),
+    "moco_ecapa_msub": (
+        "MoCo ECAPA, cosine after subtracting the mean train-half embedding",
+        "moco",
+        ["--mean_subtraction=True"],
+    ),
+    "moco_ecapa_plda": (
+        "MoCo ECAPA, PLDA trained on k-means pseudo-speakers of the train half "
+        "(verification_plda.yaml, no labels)",
+        "moco",
+        [],
+        "verification_plda.yaml",
+    ),
     "moco_xvector": ("MoCo x-vector (moco_xvector.yaml), no labels", "moco_xvector"),
     "supervised_ecapa": ("supervised AAM ECAPA, train-speaker labels", "scratch"),
-    "supervised_ecapa_msub": ("supervised AAM ECAPA, cosine after subtracting the mean "
-                              "train-half embedding", "scratch", ["--mean_subtraction=True"]),
+    "supervised_ecapa_msub": (
+        "supervised AAM ECAPA, cosine after subtracting the mean train-half embedding",
+        "scratch",
+        ["--mean_subtraction=True"],
+    ),
 }
 
 
@@ -73,14 +84,24 @@ def evaluate(systems, lists, data_folder, runner, eval_root, device, done):
         for list_name, path in lists.items():
             out = os.path.join(eval_root, name, list_name.replace(".txt", ""))
             if untrained(spec):
-                metrics[list_name] = baselines.evaluate_untrained(spec[1], spec[2], path, data_folder, out,
-                                                                  device)
+                metrics[list_name] = baselines.evaluate_untrained(
+                    spec[1], spec[2], path, data_folder, out, device
+                )
             else:
-                metrics[list_name] = ex.verify_run(runner.out(spec[1]), path, data_folder, out, device,
-                                                   *spec[2:])
+                metrics[list_name] = ex.verify_run(
+                    runner.out(spec[1]), path, data_folder, out, device, *spec[2:]
+                )
         seconds = 0.0 if untrained(spec) else done[spec[1]]["seconds"]
-        rows.append({"system": name, "description": spec[0], "metrics": metrics, "train_seconds": seconds,
-                     "total_seconds": seconds, "eval_seconds": round(time.time() - start, 1)})
+        rows.append(
+            {
+                "system": name,
+                "description": spec[0],
+                "metrics": metrics,
+                "train_seconds": seconds,
+                "total_seconds": seconds,
+                "eval_seconds": round(time.time() - start, 1),
+            }
+        )
         print(f"{name}: " + ", ".join(f"{k} EER {v['EER']:.2f}%" for k, v in metrics.items()), flush=True)
     return rows
 
@@ -88,10 +109,12 @@ def evaluate(systems, lists, data_folder, runner, eval_root, device, done):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data_folder", default=os.path.join(ROOT, "..", "shared", "data",
-                                                              "speechocean762_dev"))
-    parser.add_argument("--work_folder", default=os.path.join(ROOT, "results", "benchmarks",
-                                                              "speechocean762_dev"))
+    parser.add_argument(
+        "--data_folder", default=os.path.join(ROOT, "..", "shared", "data", "speechocean762_dev")
+    )
+    parser.add_argument(
+        "--work_folder", default=os.path.join(ROOT, "results", "benchmarks", "speechocean762_dev")
+    )
     parser.add_argument("--test_fraction", type=float, default=0.5)
     parser.add_argument("--split_seed", type=int, default=0)
     parser.add_argument("--skip_embedded", action="store_true")
@@ -100,14 +123,21 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "quality"))
     args = parser.parse_args(argv)
     extra = shlex.split(args.stage_args)
-    result = {"command": "python benchmarks/quality.py " + " ".join(shlex.quote(a) for a in argv),
-              "machine": ex.machine_description(), "corpora": {}}
+    result = {
+        "command": "python benchmarks/quality.py " + " ".join(shlex.quote(a) for a in argv),
+        "machine": ex.machine_description(),
+        "corpora": {},
+    }
     md = ["# Quality benchmark", "", f"Command: `{result['command']}`  ", f"Machine: {result['machine']}", ""]
 
     if not args.skip_embedded:  # the Folder recipe's main job on its default corpus
         runner = ex.StageRunner(os.path.join(args.work_folder, "embedded"), args.device)
-        done = {"embedded_moco": runner.run("embedded_moco", [
-            f"{ex.FOLDER_MOCO}/train_moco.py", f"{ex.FOLDER_MOCO}/hparams/moco.yaml"] + extra)}
+        done = {
+            "embedded_moco": runner.run(
+                "embedded_moco",
+                [f"{ex.FOLDER_MOCO}/train_moco.py", f"{ex.FOLDER_MOCO}/hparams/moco.yaml"] + extra,
+            )
+        }
         corpus = os.path.join(ROOT, "results", "embedded_corpus")
         lists = {"trials.txt": os.path.join(corpus, "trials.txt")}
         systems = {k: UNTRAINED[k] for k in ("fbank_stats", "mfcc_stats", "random_ecapa")}
@@ -119,40 +149,58 @@ def main(argv=None):
             options = json.load(f)["options"]
         n_trials = rows[0]["metrics"]["trials.txt"]["n_trials"]
         result["corpora"]["embedded"]["corpus_options"] = options
-        md += ["## Default corpus: the embedded synthetic corpus (main job as shipped)", "",
-               "`python recipes/Folder/MoCo/train_moco.py recipes/Folder/MoCo/hparams/moco.yaml` "
-               f"({options['n_speakers']} synthetic speakers x {options['utts_per_speaker']} "
-               f"utterances, {options['n_speakers'] - options['n_held_out']} train MoCo, "
-               f"{options['n_held_out']} held out for {n_trials} trials)", "",
-               ex.results_table(rows, list(lists)), ""]
+        md += [
+            "## Default corpus: the embedded synthetic corpus (main job as shipped)",
+            "",
+            "`python recipes/Folder/MoCo/train_moco.py recipes/Folder/MoCo/hparams/moco.yaml` "
+            f"({options['n_speakers']} synthetic speakers x {options['utts_per_speaker']} "
+            f"utterances, {options['n_speakers'] - options['n_held_out']} train MoCo, "
+            f"{options['n_held_out']} held out for {n_trials} trials)",
+            "",
+            ex.results_table(rows, list(lists)),
+            "",
+        ]
 
     work = os.path.abspath(args.work_folder)
     split = ex.split_corpus(work, args.data_folder, args.test_fraction, args.split_seed)
     lists = split["trial_files"]
     trials = lists["trials.txt"] if "trials.txt" in lists else lists[sorted(lists)[0]]
     runner = ex.StageRunner(work, args.device)
-    done = {"moco": ex.moco_stage(runner, args.data_folder, trials, extra=extra),
-            "moco_xvector": ex.moco_stage(runner, args.data_folder, trials, "moco_xvector.yaml",
-                                          "moco_xvector", extra=extra),
-            "scratch": ex.supervised_stage(runner, args.data_folder, trials, "scratch", extra=extra)}
+    done = {
+        "moco": ex.moco_stage(runner, args.data_folder, trials, extra=extra),
+        "moco_xvector": ex.moco_stage(
+            runner, args.data_folder, trials, "moco_xvector.yaml", "moco_xvector", extra=extra
+        ),
+        "scratch": ex.supervised_stage(runner, args.data_folder, trials, "scratch", extra=extra),
+    }
     systems = dict(UNTRAINED, **TRAINED)
-    rows = evaluate(systems, lists, args.data_folder, runner, os.path.join(work, "eval_quality"),
-                    args.device, done)
-    result["corpora"]["split"] = {"data_folder": os.path.abspath(args.data_folder), "systems": rows,
-                                  "split": {k: split[k] for k in ("seed", "test_fraction", "trials")},
-                                  "n_train_speakers": len(split["train_speakers"]),
-                                  "n_test_speakers": len(split["test_speakers"])}
-    md += [f"## {os.path.basename(os.path.normpath(args.data_folder))}, split by speaker", "",
-           ex.split_summary(split), "",
-           ex.results_table(rows, list(lists)), "",
-           "train s: wall seconds of the training stage on this machine (recipe defaults: 40 epochs, "
-           "batch 32; MoCo: two disjoint 1.5 s crops, supervised: one 2 s crop); untrained systems "
-           "need none (a `_msub` or `_plda` row reuses its stage). "
-           "Scoring, all label-free: encoders by cosine (`_msub`: after subtracting the mean embedding "
-           "of the train half's utterances, as wespeaker scores by default; `_plda`: PLDA fitted on "
-           "k-means pseudo-speakers of those utterances); statistics by cosine "
-           "after z-normalising each dimension with the mean and std of the scored utterances' own "
-           "statistics (without it the largest dimensions swamp the cosine).", ""]
+    rows = evaluate(
+        systems, lists, args.data_folder, runner, os.path.join(work, "eval_quality"), args.device, done
+    )
+    result["corpora"]["split"] = {
+        "data_folder": os.path.abspath(args.data_folder),
+        "systems": rows,
+        "split": {k: split[k] for k in ("seed", "test_fraction", "trials")},
+        "n_train_speakers": len(split["train_speakers"]),
+        "n_test_speakers": len(split["test_speakers"]),
+    }
+    md += [
+        f"## {os.path.basename(os.path.normpath(args.data_folder))}, split by speaker",
+        "",
+        ex.split_summary(split),
+        "",
+        ex.results_table(rows, list(lists)),
+        "",
+        "train s: wall seconds of the training stage on this machine (recipe defaults: 40 epochs, "
+        "batch 32; MoCo: two disjoint 1.5 s crops, supervised: one 2 s crop); untrained systems "
+        "need none (a `_msub` or `_plda` row reuses its stage). "
+        "Scoring, all label-free: encoders by cosine (`_msub`: after subtracting the mean embedding "
+        "of the train half's utterances, as wespeaker scores by default; `_plda`: PLDA fitted on "
+        "k-means pseudo-speakers of those utterances); statistics by cosine "
+        "after z-normalising each dimension with the mean and std of the scored utterances' own "
+        "statistics (without it the largest dimensions swamp the cosine).",
+        "",
+    ]
     ex.write_json(args.out + ".json", result)
     with open(args.out + ".md", "w", encoding="utf-8") as f:
         f.write("\n".join(md) + "\n")

@@ -60,20 +60,33 @@ def load_yaml(path, overrides):
 
 
 def common_overrides(args, out):
-    return {"output_folder": out, "data_folder": None, "batch_size": args.batch_size,
-            "crop_seconds": args.crop_seconds, "channels": args.channels, "num_workers": 0}
+    return {
+        "output_folder": out,
+        "data_folder": None,
+        "batch_size": args.batch_size,
+        "crop_seconds": args.crop_seconds,
+        "channels": args.channels,
+        "num_workers": 0,
+    }
 
 
 def moco_brain(args, out, augment=True):
     """A MoCoBrain from the Folder recipe's yaml, ready for ``fit_batch``."""
     from speechbrain_moco.training import MoCoBrain
 
-    hp = load_yaml(os.path.join(ROOT, "recipes/Folder/MoCo/hparams/moco.yaml"),
-                   dict(common_overrides(args, out), queue_size=max(128, 4 * args.batch_size)))
+    hp = load_yaml(
+        os.path.join(ROOT, "recipes/Folder/MoCo/hparams/moco.yaml"),
+        dict(common_overrides(args, out), queue_size=max(128, 4 * args.batch_size)),
+    )
     if not augment:
         hp["augment"] = None
-    brain = MoCoBrain(modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp,
-                      run_opts={"device": args.device, "precision": args.precision}, checkpointer=None)
+    brain = MoCoBrain(
+        modules=hp["modules"],
+        opt_class=hp["opt_class"],
+        hparams=hp,
+        run_opts={"device": args.device, "precision": args.precision},
+        checkpointer=None,
+    )
     brain.on_fit_start()
     brain.modules.train()
     return brain, hp
@@ -83,13 +96,19 @@ def supervised_brain(args, out, augment=True, n_speakers=64):
     """A SpeakerBrain from the Folder supervised yaml (same encoder settings)."""
     from speechbrain_moco.training import SpeakerBrain
 
-    hp = load_yaml(os.path.join(ROOT, "recipes/Folder/SpeakerRec/hparams/train_ecapa.yaml"),
-                   common_overrides(args, out))
+    hp = load_yaml(
+        os.path.join(ROOT, "recipes/Folder/SpeakerRec/hparams/train_ecapa.yaml"), common_overrides(args, out)
+    )
     if not augment:
         hp["augment"] = None
     hp["modules"]["classifier"] = hp["classifier"](out_neurons=n_speakers)
-    brain = SpeakerBrain(modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp,
-                         run_opts={"device": args.device, "precision": args.precision}, checkpointer=None)
+    brain = SpeakerBrain(
+        modules=hp["modules"],
+        opt_class=hp["opt_class"],
+        hparams=hp,
+        run_opts={"device": args.device, "precision": args.precision},
+        checkpointer=None,
+    )
     brain.on_fit_start()
     brain.modules.train()
     hp["epoch_counter"].current = 1
@@ -108,11 +127,22 @@ def fake_batches(kind, args, n=4, seed=0):
         rows = []
         for i in range(args.batch_size):
             if kind == "moco":
-                rows.append({"id": f"u{i}", "view1": 0.1 * torch.randn(crop, generator=g),
-                             "view2": 0.1 * torch.randn(crop, generator=g), "source": "main"})
+                rows.append(
+                    {
+                        "id": f"u{i}",
+                        "view1": 0.1 * torch.randn(crop, generator=g),
+                        "view2": 0.1 * torch.randn(crop, generator=g),
+                        "source": "main",
+                    }
+                )
             else:
-                rows.append({"id": f"u{i}", "sig": 0.1 * torch.randn(crop, generator=g),
-                             "spk_id_encoded": torch.LongTensor([i % 64])})
+                rows.append(
+                    {
+                        "id": f"u{i}",
+                        "sig": 0.1 * torch.randn(crop, generator=g),
+                        "spk_id_encoded": torch.LongTensor([i % 64]),
+                    }
+                )
         out.append(PaddedBatch(rows))
     return out
 
@@ -149,9 +179,13 @@ def section_step(args):
                 s_times += time_steps(sup, sb_, args.steps, args.device)[1]
             m, s = statistics.median(m_times), statistics.median(s_times)
             key = "with_augmentation" if augment else "model_only"
-            result[key] = {"moco_step_s": m, "supervised_step_s": s, "ratio": m / s,
-                           "moco_crops_per_s": 2 * args.batch_size / m,
-                           "supervised_crops_per_s": args.batch_size / s}
+            result[key] = {
+                "moco_step_s": m,
+                "supervised_step_s": s,
+                "ratio": m / s,
+                "moco_crops_per_s": 2 * args.batch_size / m,
+                "supervised_crops_per_s": args.batch_size / s,
+            }
     if str(args.device).startswith("cuda"):
         result["cuda_max_memory_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return result
@@ -196,20 +230,35 @@ def section_loader(args):
         result["in_memory_step_s"] = in_memory
         result["data_folder"] = os.path.abspath(data_folder)
         for preload in (False, True):
-            hp["two_crops"].audio_cache = (AudioCache.build([prep["train"]], data_folder,
-                                                            os.path.join(tmp, "cache")) if preload else None)
+            hp["two_crops"].audio_cache = (
+                AudioCache.build([prep["train"]], data_folder, os.path.join(tmp, "cache"))
+                if preload
+                else None
+            )
             for workers in (0, 1, 2):
-                ds = SkippingDataset(two_view_dataset(prep["train"], data_folder, hp["two_crops"]),
-                                     os.path.join(tmp, "skip.txt"))
+                ds = SkippingDataset(
+                    two_view_dataset(prep["train"], data_folder, hp["two_crops"]),
+                    os.path.join(tmp, "skip.txt"),
+                )
                 loader = torch.utils.data.DataLoader(
-                    ds, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=workers,
-                    collate_fn=sb.dataio.batch.PaddedBatch, pin_memory=str(args.device).startswith("cuda"),
-                    persistent_workers=False)
+                    ds,
+                    batch_size=args.batch_size,
+                    shuffle=True,
+                    drop_last=True,
+                    num_workers=workers,
+                    collate_fn=sb.dataio.batch.PaddedBatch,
+                    pin_memory=str(args.device).startswith("cuda"),
+                    persistent_workers=False,
+                )
                 median, mean = loader_steps(brain, loader, args.steps, args.device)
                 del loader
                 key = f"{'cache' if preload else 'disk'}_workers{workers}"
-                result["workers"][key] = {"step_s_median": median, "step_s_mean": mean,
-                                          "ratio_median": median / in_memory, "ratio_mean": mean / in_memory}
+                result["workers"][key] = {
+                    "step_s_median": median,
+                    "step_s_mean": mean,
+                    "ratio_median": median / in_memory,
+                    "ratio_mean": mean / in_memory,
+                }
                 print(f"loader {key}: {median:.3f} s/step (x{median / in_memory:.2f})", flush=True)
     return result
 
@@ -220,15 +269,17 @@ def section_extract(args):
 
     from speechbrain_moco.encoder import embed
 
-    hp = load_yaml(os.path.join(ROOT, "recipes/Folder/MoCo/hparams/moco.yaml"),
-                   common_overrides(args, tempfile.mkdtemp()))
+    hp = load_yaml(
+        os.path.join(ROOT, "recipes/Folder/MoCo/hparams/moco.yaml"),
+        common_overrides(args, tempfile.mkdtemp()),
+    )
     feats, norm = hp["compute_features"].to(args.device), hp["mean_var_norm"].to(args.device)
     enc = hp["embedding_model"].to(args.device).eval()
     g = torch.Generator().manual_seed(0)
     durations = [2.0 + (i % 7) for i in range(48)]  # 2-8 s, like short read speech
     batches = []
     for i in range(0, len(durations), 8):
-        group = durations[i:i + 8]
+        group = durations[i : i + 8]
         n = int(max(group) * 16000)
         wavs = 0.1 * torch.randn(len(group), n, generator=g)
         lens = torch.tensor([d * 16000 / n for d in group])
@@ -241,8 +292,11 @@ def section_extract(args):
             embed(enc, norm(feats(wavs), lens), lens)
         sync(args.device)
     seconds = time.perf_counter() - start
-    return {"audio_seconds": sum(durations), "wall_seconds": seconds,
-            "audio_seconds_per_second": sum(durations) / seconds}
+    return {
+        "audio_seconds": sum(durations),
+        "wall_seconds": seconds,
+        "audio_seconds_per_second": sum(durations) / seconds,
+    }
 
 
 def section_scoring(args):
@@ -270,8 +324,12 @@ def section_scoring(args):
         row = {}
         for name, fn in (
             ("cosine", lambda e=e, t=t: cos.score(emb[e], emb[t])),
-            ("asnorm", lambda e=e, t=t: normalize_scores(cos.score(emb[e], emb[t]), emb, emb, cohort,
-                                                         "asnorm", 300, e, t, scorer=cos)),
+            (
+                "asnorm",
+                lambda e=e, t=t: normalize_scores(
+                    cos.score(emb[e], emb[t]), emb, emb, cohort, "asnorm", 300, e, t, scorer=cos
+                ),
+            ),
             ("plda", lambda e=e, t=t: plda.score(emb[e], emb[t])),
         ):
             start = time.perf_counter()
@@ -285,8 +343,12 @@ def section_scoring(args):
     return result
 
 
-SECTIONS = {"step": section_step, "loader": section_loader, "extract": section_extract,
-            "scoring": section_scoring}
+SECTIONS = {
+    "step": section_step,
+    "loader": section_loader,
+    "extract": section_extract,
+    "scoring": section_scoring,
+}
 
 
 # ------------------------------------------------------------------------ main
@@ -302,57 +364,88 @@ def run_section(name, argv):
 
 def markdown(res):
     step, loader = res.get("step"), res.get("loader")
-    lines = ["# Speed benchmark", "", f"Command: `{res['command']}`  ", f"Machine: {res['machine']}  ",
-             f"Settings: batch {res['settings']['batch_size']} x {res['settings']['crop_seconds']} s crops, "
-             f"ECAPA channels {res['settings']['channels']}, device {res['settings']['device']}, "
-             f"precision {res['settings']['precision']}", ""]
+    lines = [
+        "# Speed benchmark",
+        "",
+        f"Command: `{res['command']}`  ",
+        f"Machine: {res['machine']}  ",
+        f"Settings: batch {res['settings']['batch_size']} x {res['settings']['crop_seconds']} s crops, "
+        f"ECAPA channels {res['settings']['channels']}, device {res['settings']['device']}, "
+        f"precision {res['settings']['precision']}",
+        "",
+    ]
     if step:
-        lines += ["## MoCo step / supervised step (same encoder, batch, crop; tensors in memory)", "",
-                  "| | MoCo s/step | supervised s/step | ratio | MoCo crops/s | peak RSS MB |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "## MoCo step / supervised step (same encoder, batch, crop; tensors in memory)",
+            "",
+            "| | MoCo s/step | supervised s/step | ratio | MoCo crops/s | peak RSS MB |",
+            "|---|---|---|---|---|---|",
+        ]
         for key in ("model_only", "with_augmentation"):
             r = step[key]
-            lines.append(f"| {key.replace('_', ' ')} | {r['moco_step_s']:.3f} | "
-                         f"{r['supervised_step_s']:.3f} | **{r['ratio']:.2f}** | "
-                         f"{r['moco_crops_per_s']:.0f} | {step['peak_rss_mb']:.0f} |")
+            lines.append(
+                f"| {key.replace('_', ' ')} | {r['moco_step_s']:.3f} | "
+                f"{r['supervised_step_s']:.3f} | **{r['ratio']:.2f}** | "
+                f"{r['moco_crops_per_s']:.0f} | {step['peak_rss_mb']:.0f} |"
+            )
         lines.append("")
     if loader:
-        lines += ["## Loader overhead: MoCo step with the real pipeline / step on in-memory tensors", "",
-                  f"In-memory step: {loader['in_memory_step_s']:.3f} s; data: {loader['data_folder']}", "",
-                  "| audio | workers | s/step (median) | ratio (median) | ratio (mean) |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "## Loader overhead: MoCo step with the real pipeline / step on in-memory tensors",
+            "",
+            f"In-memory step: {loader['in_memory_step_s']:.3f} s; data: {loader['data_folder']}",
+            "",
+            "| audio | workers | s/step (median) | ratio (median) | ratio (mean) |",
+            "|---|---|---|---|---|",
+        ]
         for key, r in loader["workers"].items():
             audio, workers = key.rsplit("_workers", 1)
-            lines.append(f"| {audio} | {workers} | {r['step_s_median']:.3f} | **{r['ratio_median']:.2f}** | "
-                         f"{r['ratio_mean']:.2f} |")
+            lines.append(
+                f"| {audio} | {workers} | {r['step_s_median']:.3f} | **{r['ratio_median']:.2f}** | "
+                f"{r['ratio_mean']:.2f} |"
+            )
         lines += ["", f"Peak RSS of the loader section: {loader['peak_rss_mb']:.0f} MB", ""]
     if "extract" in res:
         e = res["extract"]
-        lines += ["## Embedding extraction", "",
-                  f"{e['audio_seconds_per_second']:.0f} s of audio per second ({e['audio_seconds']:.0f} s "
-                  f"of 2-8 s utterances in {e['wall_seconds']:.2f} s, batch 8); peak RSS "
-                  f"{e['peak_rss_mb']:.0f} MB", ""]
+        lines += [
+            "## Embedding extraction",
+            "",
+            f"{e['audio_seconds_per_second']:.0f} s of audio per second ({e['audio_seconds']:.0f} s "
+            f"of 2-8 s utterances in {e['wall_seconds']:.2f} s, batch 8); peak RSS "
+            f"{e['peak_rss_mb']:.0f} MB",
+            "",
+        ]
     if "scoring" in res:
         s = res["scoring"]
-        lines += ["## Scoring throughput (trials per second)", "",
-                  "| trials | cosine | AS-norm (top 300 of 3000) | PLDA | EER+minDCF s |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "## Scoring throughput (trials per second)",
+            "",
+            "| trials | cosine | AS-norm (top 300 of 3000) | PLDA | EER+minDCF s |",
+            "|---|---|---|---|---|",
+        ]
         for n in ("40000", "1000000"):
             r = s[n]
-            lines.append(f"| {int(n):,} | {r['cosine']['trials_per_s']:,.0f} | "
-                         f"{r['asnorm']['trials_per_s']:,.0f} | {r['plda']['trials_per_s']:,.0f} | "
-                         f"{r['metrics_seconds']:.2f} |")
-        lines += ["", "PLDA fit on 3000 embeddings (k-means pseudo-labels): "
-                  f"{s['plda_fit_seconds_3000']:.1f} s; peak RSS of the scoring section "
-                  f"{s['peak_rss_mb']:.0f} MB", ""]
+            lines.append(
+                f"| {int(n):,} | {r['cosine']['trials_per_s']:,.0f} | "
+                f"{r['asnorm']['trials_per_s']:,.0f} | {r['plda']['trials_per_s']:,.0f} | "
+                f"{r['metrics_seconds']:.2f} |"
+            )
+        lines += [
+            "",
+            "PLDA fit on 3000 embeddings (k-means pseudo-labels): "
+            f"{s['plda_fit_seconds_3000']:.1f} s; peak RSS of the scoring section "
+            f"{s['peak_rss_mb']:.0f} MB",
+            "",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data_folder", default=os.path.join(ROOT, "..", "shared", "data",
-                                                              "speechocean762_dev"))
+    parser.add_argument(
+        "--data_folder", default=os.path.join(ROOT, "..", "shared", "data", "speechocean762_dev")
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--batch_size", type=int, default=32)
@@ -377,9 +470,14 @@ def main(argv=None):
     from tools.experiments import machine_description, write_json
 
     passed = [a for a in argv if not a.startswith("--out")]
-    res = {"command": "python benchmarks/speed.py " + " ".join(argv), "machine": machine_description(),
-           "settings": {k: getattr(args, k) for k in ("batch_size", "crop_seconds", "channels", "device",
-                                                       "precision", "steps", "rounds")}}
+    res = {
+        "command": "python benchmarks/speed.py " + " ".join(argv),
+        "machine": machine_description(),
+        "settings": {
+            k: getattr(args, k)
+            for k in ("batch_size", "crop_seconds", "channels", "device", "precision", "steps", "rounds")
+        },
+    }
     for name in args.sections.split(","):
         start = time.time()
         res[name] = run_section(name, passed)

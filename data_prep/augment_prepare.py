@@ -36,12 +36,7 @@ import os
 from speechbrain.utils.logger import get_logger
 from tqdm import tqdm
 
-from data_prep.speaker_prep import (
-    AUDIO_ERRORS,
-    SILENCE_PEAK,
-    chunk_bounds,
-    peak_amplitude,
-)
+from data_prep.speaker_prep import AUDIO_ERRORS, SILENCE_PEAK, chunk_bounds, peak_amplitude
 from speechbrain_moco.dataio.audio import AUDIO_EXTENSIONS, find_audio_files
 from speechbrain_moco.dataio.manifest import options_match, save_options, utterance_id
 
@@ -52,9 +47,16 @@ MUSAN_TYPES = ("noise", "music", "speech")
 RIR_TYPES = ("simulated", "real")
 
 
-def prepare_noise(folder, save_path, types=("noise", "music"), chunk_seconds=None,
-                  sample_rate=16000, allow_resample=False, check_silence=True,
-                  skip_prep=False):
+def prepare_noise(
+    folder,
+    save_path,
+    types=("noise", "music"),
+    chunk_seconds=None,
+    sample_rate=16000,
+    allow_resample=False,
+    check_silence=True,
+    skip_prep=False,
+):
     """Write a noise manifest from MUSAN or any folder of audio files.
 
     Arguments
@@ -96,12 +98,20 @@ def prepare_noise(folder, save_path, types=("noise", "music"), chunk_seconds=Non
         layout = ("musan", sorted(types))
     else:
         files, layout = find_audio_files(folder, AUDIO_EXTENSIONS), ("folder", None)
-    return _prepare_bank(folder, files, save_path, layout, chunk_seconds, sample_rate,
-                         allow_resample, check_silence, skip_prep)
+    return _prepare_bank(
+        folder, files, save_path, layout, chunk_seconds, sample_rate, allow_resample, check_silence, skip_prep
+    )
 
 
-def prepare_rir(folder, save_path, types=RIR_TYPES, sample_rate=16000,
-                allow_resample=False, check_silence=True, skip_prep=False):
+def prepare_rir(
+    folder,
+    save_path,
+    types=RIR_TYPES,
+    sample_rate=16000,
+    allow_resample=False,
+    check_silence=True,
+    skip_prep=False,
+):
     """Write an impulse-response manifest from RIRS_NOISES or any folder of audio files.
 
     Arguments
@@ -129,15 +139,18 @@ def prepare_rir(folder, save_path, types=RIR_TYPES, sample_rate=16000,
             raise ValueError(f"unknown RIR type(s) {bad}; choose among {RIR_TYPES}")
         files = []
         if "simulated" in types:
-            files += [f"{sim}/{rel}" for rel in find_audio_files(_existing(os.path.join(folder, sim)),
-                                                           AUDIO_EXTENSIONS)]
+            files += [
+                f"{sim}/{rel}"
+                for rel in find_audio_files(_existing(os.path.join(folder, sim)), AUDIO_EXTENSIONS)
+            ]
         if "real" in types:
             files += _real_rirs(folder, real)
         layout = ("rirs_noises", sorted(types))
     else:
         files, layout = find_audio_files(folder, AUDIO_EXTENSIONS), ("folder", None)
-    return _prepare_bank(folder, files, save_path, layout, None, sample_rate,
-                         allow_resample, check_silence, skip_prep)
+    return _prepare_bank(
+        folder, files, save_path, layout, None, sample_rate, allow_resample, check_silence, skip_prep
+    )
 
 
 def _existing(folder):
@@ -155,8 +168,11 @@ def _real_rirs(root, sub):
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"RIR folder {folder} not found")
         logger.warning("%s not found: taking the files whose name lacks 'noise'", rir_list)
-        return [f"{sub}/{n}" for n in sorted(os.listdir(folder))
-                if n.lower().endswith(AUDIO_EXTENSIONS) and "noise" not in n.lower()]
+        return [
+            f"{sub}/{n}"
+            for n in sorted(os.listdir(folder))
+            if n.lower().endswith(AUDIO_EXTENSIONS) and "noise" not in n.lower()
+        ]
     files = []
     with open(rir_list, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
@@ -169,16 +185,20 @@ def _real_rirs(root, sub):
     return sorted(set(files))
 
 
-def _prepare_bank(folder, files, save_path, layout, chunk_seconds, sample_rate,
-                  allow_resample, check_silence, skip_prep):
+def _prepare_bank(
+    folder, files, save_path, layout, chunk_seconds, sample_rate, allow_resample, check_silence, skip_prep
+):
     """Probe ``files`` (relative to ``folder``), chunk them, write the manifest."""
     save_path = os.path.abspath(save_path)
     if skip_prep:
         return save_path
     side = os.path.splitext(save_path)[0] + "_prep"
     options = {
-        "folder": folder, "layout": layout, "chunk_seconds": chunk_seconds,
-        "sample_rate": sample_rate, "allow_resample": allow_resample,
+        "folder": folder,
+        "layout": layout,
+        "chunk_seconds": chunk_seconds,
+        "sample_rate": sample_rate,
+        "allow_resample": allow_resample,
         "check_silence": check_silence,
     }
     if options_match(side, options, [save_path]):
@@ -214,8 +234,7 @@ def _prepare_bank(folder, files, save_path, layout, chunk_seconds, sample_rate,
     if skipped:
         logger.warning("%d file(s)/chunk(s) skipped, listed in %s/skipped.txt", len(skipped), side)
     if resampled:
-        logger.warning("%d file(s) are not at %d Hz; they will be resampled on load",
-                       resampled, sample_rate)
+        logger.warning("%d file(s) are not at %d Hz; they will be resampled on load", resampled, sample_rate)
     logger.info("Wrote %d rows to %s", len(rows), save_path)
     save_options(side, options)
     return save_path
@@ -232,8 +251,10 @@ def _bank_rows(path, chunk_seconds, sample_rate, allow_resample, check_silence):
     if info.frames <= 0:
         return [], ["0 frames (empty file)"]
     if info.samplerate != sample_rate and not allow_resample:
-        why = (f"sample rate {info.samplerate} Hz, expected {sample_rate} Hz "
-               "(not resampled; allow_resample=True keeps it)")
+        why = (
+            f"sample rate {info.samplerate} Hz, expected {sample_rate} Hz "
+            "(not resampled; allow_resample=True keeps it)"
+        )
         return [], [why]
     bounds = [(0, info.frames)]
     if chunk_seconds:
@@ -247,10 +268,20 @@ def _bank_rows(path, chunk_seconds, sample_rate, allow_resample, check_silence):
             except AUDIO_ERRORS as err:
                 return [], [f"unreadable: {type(err).__name__}: {err}".strip()]
             if peak <= SILENCE_PEAK:
-                why.append(f"all silent{' chunk ' + suffix[1:] if suffix else ''} "
-                           f"(peak amplitude {peak:.2g})")
+                why.append(
+                    f"all silent{' chunk ' + suffix[1:] if suffix else ''} (peak amplitude {peak:.2g})"
+                )
                 continue
-        rows.append({"ID": None, "duration": (stop - start) / info.samplerate, "wav": path,
-                     "start": start, "stop": stop, "channels": info.channels,
-                     "_rate": info.samplerate, "_suffix": suffix})
+        rows.append(
+            {
+                "ID": None,
+                "duration": (stop - start) / info.samplerate,
+                "wav": path,
+                "start": start,
+                "stop": stop,
+                "channels": info.channels,
+                "_rate": info.samplerate,
+                "_suffix": suffix,
+            }
+        )
     return rows, why

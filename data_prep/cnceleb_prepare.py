@@ -52,9 +52,19 @@ def cnceleb_speaker(name):
     return os.path.basename(name).split("-", 1)[0]
 
 
-def prepare_cnceleb(data_folder, save_folder, verification_file=None, splits=("train", "dev"),
-                    dev_ratio=0.01, chunk_seconds=None, sample_rate=16000, seed=1234,
-                    check_silence=False, num_workers=4, skip_prep=False):
+def prepare_cnceleb(
+    data_folder,
+    save_folder,
+    verification_file=None,
+    splits=("train", "dev"),
+    dev_ratio=0.01,
+    chunk_seconds=None,
+    sample_rate=16000,
+    seed=1234,
+    check_silence=False,
+    num_workers=4,
+    skip_prep=False,
+):
     """Write CN-Celeb train/dev manifests and the evaluation manifests and trial list.
 
     Arguments
@@ -92,11 +102,17 @@ def prepare_cnceleb(data_folder, save_folder, verification_file=None, splits=("t
     if skip_prep:
         return dict(outputs, data_root=data_root)
     options = {
-        "corpus": "cnceleb", "data_folder": roots, "data_root": data_root,
-        "eval_root": eval_root, "verification_file": trials_path,
+        "corpus": "cnceleb",
+        "data_folder": roots,
+        "data_root": data_root,
+        "eval_root": eval_root,
+        "verification_file": trials_path,
         "splits": list(check_splits(splits)),
-        "dev_ratio": dev_ratio, "chunk_seconds": chunk_seconds,
-        "sample_rate": sample_rate, "seed": seed, "check_silence": check_silence,
+        "dev_ratio": dev_ratio,
+        "chunk_seconds": chunk_seconds,
+        "sample_rate": sample_rate,
+        "seed": seed,
+        "check_silence": check_silence,
     }
     if options_match(save_folder, options, outputs.values()):
         logger.info("CN-Celeb manifests in %s are up to date, skipping", save_folder)
@@ -120,12 +136,14 @@ def prepare_cnceleb(data_folder, save_folder, verification_file=None, splits=("t
     skipped += bad
     trial_sets, eval_rows = {}, {}
     if eval_root is not None:
-        eval_rows, trials, bad = _eval_set(eval_root, trials_path, data_root, sample_rate,
-                                           check_silence, num_workers)
+        eval_rows, trials, bad = _eval_set(
+            eval_root, trials_path, data_root, sample_rate, check_silence, num_workers
+        )
         skipped += bad
         trial_sets["trials"] = trials
-    outputs = write_speaker_prep(outputs, options, rows, eval_rows, trial_sets, skipped,
-                                 dev_ratio, chunk_seconds, sample_rate, seed)
+    outputs = write_speaker_prep(
+        outputs, options, rows, eval_rows, trial_sets, skipped, dev_ratio, chunk_seconds, sample_rate, seed
+    )
     return dict(outputs, data_root=data_root)
 
 
@@ -144,7 +162,7 @@ def _eval_set(root, trials_path, data_root, sample_rate, check_silence, num_work
             entries.append((utterance_id(f"eval/{sub}/{rel}"), full, cnceleb_speaker(rel)))
     rows, skipped = probe_entries(entries, data_root, sample_rate, check_silence, num_workers)
     by_id = {row["ID"]: row for row in rows}
-    skipped_ids = {utterance_id("eval/" + rel[len(prefix):]): why for rel, why in skipped}
+    skipped_ids = {utterance_id("eval/" + rel[len(prefix) :]): why for rel, why in skipped}
 
     def check(path, lineno, name):
         uid = utterance_id(f"eval/{name}")
@@ -162,8 +180,9 @@ def _eval_set(root, trials_path, data_root, sample_rate, check_silence, num_work
     for lineno, fields in _lines(trials_path, 3, "'enrol_id test/<file> 0|1'"):
         enrol, test, label = fields
         if label not in ("0", "1"):
-            raise ValueError(f"{trials_path}:{lineno}: label {label!r} is not 0 or 1 "
-                             "(expected 'enrol_id test/<file> 0|1')")
+            raise ValueError(
+                f"{trials_path}:{lineno}: label {label!r} is not 0 or 1 (expected 'enrol_id test/<file> 0|1')"
+            )
         if enrol not in enrol_of:
             raise ValueError(f"{trials_path}:{lineno}: enrolment {enrol!r} is not in {enroll_path}")
         trials.append((int(label), enrol_of[enrol], check(trials_path, lineno, test)))

@@ -34,9 +34,15 @@ def number_of_epochs(data_folder, folder_epochs, embedded_epochs):
     return int(embedded_epochs if data_folder is None else folder_epochs)
 
 
-def prepare_folder_or_embedded(data_folder, save_folder, verification_file=None,
-                               corpus_folder="results/embedded_corpus", corpus_seed=0,
-                               skip_prep=False, **folder_options):
+def prepare_folder_or_embedded(
+    data_folder,
+    save_folder,
+    verification_file=None,
+    corpus_folder="results/embedded_corpus",
+    corpus_seed=0,
+    skip_prep=False,
+    **folder_options,
+):
     """Prepare ``data_folder``, or generate and prepare the embedded synthetic corpus.
 
     Arguments
@@ -63,13 +69,19 @@ def prepare_folder_or_embedded(data_folder, save_folder, verification_file=None,
         ``data_root`` ...).
     """
     if data_folder is not None:
-        return prepare_folder(data_folder, save_folder, verification_file, skip_prep=skip_prep,
-                              **folder_options)
+        return prepare_folder(
+            data_folder, save_folder, verification_file, skip_prep=skip_prep, **folder_options
+        )
     if not skip_prep:
         workers = default_workers()
         if not os.path.isfile(os.path.join(corpus_folder, INFO_FILE)):
-            logger.info("no --data_folder: generating the embedded synthetic corpus in %s with %d "
-                        "processes (once; about a minute)", corpus_folder, workers)
+            logger.info(
+                "no --data_folder: generating the embedded synthetic corpus in %s with %d "
+                "processes (once; about a minute)",
+                corpus_folder,
+                workers,
+            )
         generate_corpus(corpus_folder, seed=corpus_seed, num_workers=workers)
-    return prepare_folder(corpus_folder, save_folder, verification_file or "trials.txt",
-                          skip_prep=skip_prep, **folder_options)
+    return prepare_folder(
+        corpus_folder, save_folder, verification_file or "trials.txt", skip_prep=skip_prep, **folder_options
+    )

@@ -95,9 +95,7 @@ def prepare_folder(
     }
     trial_path = None
     if verification_file is not None:
-        trial_path = os.path.join(
-            data_folder, verification_file
-        )  # keeps absolute paths
+        trial_path = os.path.join(data_folder, verification_file)  # keeps absolute paths
         outputs["test"] = os.path.join(save_folder, "test.csv")
     result = dict(outputs, trials=trial_path, data_root=data_folder)
     if skip_prep:
@@ -121,8 +119,9 @@ def prepare_folder(
 
     test_ids, test_spks = [], set()
     if trial_path is not None:
-        test_ids = sorted({uid for _, *pair in read_trial_ids(trial_path, by_id, skipped=skipped_by_id)
-                           for uid in pair})
+        test_ids = sorted(
+            {uid for _, *pair in read_trial_ids(trial_path, by_id, skipped=skipped_by_id) for uid in pair}
+        )
         test_spks = {by_id[uid]["spk_id"] for uid in test_ids}
     train_rows = [row for row in rows if row["spk_id"] not in test_spks]
     train_rows, valid_rows = split_valid(train_rows, valid_ratio, seed)
@@ -135,11 +134,7 @@ def prepare_folder(
     with open(outputs["skipped"], "w", encoding="utf-8") as f:
         f.writelines(f"{rel}\t{reason}\n" for rel, reason in skipped)
     if skipped:
-        logger.warning(
-            "Skipped %d unusable file(s), listed in %s",
-            len(skipped),
-            outputs["skipped"],
-        )
+        logger.warning("Skipped %d unusable file(s), listed in %s", len(skipped), outputs["skipped"])
     logger.info(
         "%d train / %d valid / %d test utterances, %d excluded trial speakers",
         len(train_rows),
@@ -177,15 +172,11 @@ def scan_folder(data_folder, sample_rate=16000, extensions=(".wav", ".flac")):
         elif info.samplerate != sample_rate:
             skipped.append((rel, f"sample rate {info.samplerate} != {sample_rate}"))
         else:
-            rows.append(
-                manifest_row(rel, rel.split("/")[0], 0, info.frames, sample_rate)
-            )
+            rows.append(manifest_row(rel, rel.split("/")[0], 0, info.frames, sample_rate))
     ids = [row["ID"] for row in rows]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
-        raise ValueError(
-            f"{data_folder}: files with the same ID (extension only differs): {dup}"
-        )
+        raise ValueError(f"{data_folder}: files with the same ID (extension only differs): {dup}")
     return sorted(rows, key=lambda r: r["ID"]), skipped
 
 

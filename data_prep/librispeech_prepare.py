@@ -35,11 +35,23 @@ from speechbrain_moco.dataio.trials import read_trial_ids
 logger = get_logger(__name__)
 
 
-def prepare_librispeech(data_folder, save_folder, subsets=("train-clean-100",),
-                        verification_file=None, n_trial_speakers=20, trials_per_speaker=50,
-                        trial_subsets=None, splits=("train", "dev"), dev_ratio=0.01,
-                        chunk_seconds=None, sample_rate=16000, seed=1234,
-                        check_silence=False, num_workers=4, skip_prep=False):
+def prepare_librispeech(
+    data_folder,
+    save_folder,
+    subsets=("train-clean-100",),
+    verification_file=None,
+    n_trial_speakers=20,
+    trials_per_speaker=50,
+    trial_subsets=None,
+    splits=("train", "dev"),
+    dev_ratio=0.01,
+    chunk_seconds=None,
+    sample_rate=16000,
+    seed=1234,
+    check_silence=False,
+    num_workers=4,
+    skip_prep=False,
+):
     """Write LibriSpeech train/dev/enrol/test manifests and ``trials.txt``.
 
     Arguments
@@ -88,12 +100,18 @@ def prepare_librispeech(data_folder, save_folder, subsets=("train-clean-100",),
     if skip_prep:
         return dict(outputs, data_root=data_root)
     options = {
-        "corpus": "librispeech", "data_folder": root, "subsets": subsets,
-        "verification_file": trial_path, "trial_subsets": trial_subsets,
+        "corpus": "librispeech",
+        "data_folder": root,
+        "subsets": subsets,
+        "verification_file": trial_path,
+        "trial_subsets": trial_subsets,
         "n_trial_speakers": None if trial_path else n_trial_speakers,
         "trials_per_speaker": None if trial_path else trials_per_speaker,
-        "splits": list(check_splits(splits)), "dev_ratio": dev_ratio,
-        "chunk_seconds": chunk_seconds, "sample_rate": sample_rate, "seed": seed,
+        "splits": list(check_splits(splits)),
+        "dev_ratio": dev_ratio,
+        "chunk_seconds": chunk_seconds,
+        "sample_rate": sample_rate,
+        "seed": seed,
         "check_silence": check_silence,
     }
     if options_match(save_folder, options, outputs.values()):
@@ -109,21 +127,31 @@ def prepare_librispeech(data_folder, save_folder, subsets=("train-clean-100",),
             if rel.count("/") != 2:
                 skipped.append((f"{subset}/{rel}", "not at <subset>/<speaker>/<chapter>/"))
             else:
-                entries.append((utterance_id(f"{subset}/{rel}"), f"{subset}/{rel}",
-                                rel.split("/")[0]))
+                entries.append((utterance_id(f"{subset}/{rel}"), f"{subset}/{rel}", rel.split("/")[0]))
     rows, bad = probe_entries(entries, root, sample_rate, check_silence, num_workers)
     skipped += bad
     by_id = {row["ID"]: row for row in rows}
     eval_only = tuple(f"{s}/" for s in trial_subsets)
     if trial_path is not None:
-        trials = read_trial_ids(trial_path, by_id, utterance_id,
-                                {utterance_id(rel): why for rel, why in skipped})
+        trials = read_trial_ids(
+            trial_path, by_id, utterance_id, {utterance_id(rel): why for rel, why in skipped}
+        )
     else:
         pool = [r for r in rows if r["ID"].startswith(eval_only)] if trial_subsets else rows
         trials = sample_trials(pool, n_trial_speakers, trials_per_speaker, seed)
     train_rows = [r for r in rows if not r["ID"].startswith(eval_only)] if eval_only else rows
-    outputs = write_speaker_prep(outputs, options, train_rows, by_id, {"trials": trials},
-                                 skipped, dev_ratio, chunk_seconds, sample_rate, seed)
+    outputs = write_speaker_prep(
+        outputs,
+        options,
+        train_rows,
+        by_id,
+        {"trials": trials},
+        skipped,
+        dev_ratio,
+        chunk_seconds,
+        sample_rate,
+        seed,
+    )
     return dict(outputs, data_root=data_root)
 
 
@@ -151,8 +179,10 @@ def sample_trials(rows, n_speakers, trials_per_speaker, seed):
         utts.setdefault(row["spk_id"], []).append(row["ID"])
     candidates = sorted(s for s, u in utts.items() if len(u) >= 2)
     if n_speakers < 2 or len(candidates) < n_speakers:
-        raise ValueError(f"need n_trial_speakers >= 2 speakers with >= 2 utterances; asked "
-                         f"for {n_speakers}, {len(candidates)} available")
+        raise ValueError(
+            f"need n_trial_speakers >= 2 speakers with >= 2 utterances; asked "
+            f"for {n_speakers}, {len(candidates)} available"
+        )
     rng = random.Random(seed)
     speakers = sorted(rng.sample(candidates, n_speakers))
     half = trials_per_speaker // 2

@@ -66,8 +66,9 @@ def roots_and_data_root(data_folder):
 def peak_amplitude(path, start=0, stop=None):
     """Largest absolute sample value of ``path[start:stop]``, read block by block."""
     peak = 0.0
-    for block in soundfile.blocks(path, blocksize=1 << 16, start=start, stop=stop,
-                                  dtype="float32", always_2d=True):
+    for block in soundfile.blocks(
+        path, blocksize=1 << 16, start=start, stop=stop, dtype="float32", always_2d=True
+    ):
         if block.size:
             peak = max(peak, float(abs(block).max()))
     return peak
@@ -108,8 +109,7 @@ def probe_file(path, sample_rate=16000, channels=1, check_silence=False):
     return info.frames, None
 
 
-def probe_entries(entries, data_root, sample_rate=16000, check_silence=False,
-                  num_workers=1, channels=1):
+def probe_entries(entries, data_root, sample_rate=16000, check_silence=False, num_workers=1, channels=1):
     """Probe ``(uid, relpath, spk_id)`` entries; return ``(rows, skipped)``.
 
     ``rows`` are whole-file manifest rows sorted by ID, ``skipped`` is a list of
@@ -119,12 +119,10 @@ def probe_entries(entries, data_root, sample_rate=16000, check_silence=False,
     seen = {}
     for uid, rel, _ in entries:
         if uid in seen:
-            raise ValueError(f"duplicate utterance ID {uid!r}: {seen[uid]} and {rel} "
-                             f"(under {data_root})")
+            raise ValueError(f"duplicate utterance ID {uid!r}: {seen[uid]} and {rel} (under {data_root})")
         seen[uid] = rel
     paths = [os.path.join(data_root, rel) for _, rel, _ in entries]
-    probe = partial(probe_file, sample_rate=sample_rate, channels=channels,
-                    check_silence=check_silence)
+    probe = partial(probe_file, sample_rate=sample_rate, channels=channels, check_silence=check_silence)
     bar = {"total": len(paths), "desc": "probing audio", "disable": len(paths) < 2000}
     if num_workers > 1 and len(paths) >= POOL_MIN_FILES:
         with Pool(num_workers) as pool:
@@ -180,8 +178,15 @@ def chunk_rows(rows, chunk_seconds, sample_rate, keep_remainder=False):
         rate = (row["stop"] - row["start"]) / row["duration"]
         for start, stop in bounds:
             start, stop = start + row["start"], stop + row["start"]
-            out.append(dict(row, ID=f"{row['ID']}_{start}_{stop}", start=start,
-                            stop=stop, duration=(stop - start) / rate))
+            out.append(
+                dict(
+                    row,
+                    ID=f"{row['ID']}_{start}_{stop}",
+                    start=start,
+                    stop=stop,
+                    duration=(stop - start) / rate,
+                )
+            )
     return out
 
 
@@ -214,8 +219,9 @@ def speaker_outputs(save_folder, splits, with_trials, trial_names=("trials",)):
     return out
 
 
-def write_speaker_prep(outputs, options, train_rows, eval_rows, trial_sets, skipped,
-                       dev_ratio, chunk_seconds, sample_rate, seed):
+def write_speaker_prep(
+    outputs, options, train_rows, eval_rows, trial_sets, skipped, dev_ratio, chunk_seconds, sample_rate, seed
+):
     """Exclude trial speakers, split train/dev, chunk, and write every output.
 
     Arguments
@@ -254,8 +260,13 @@ def write_speaker_prep(outputs, options, train_rows, eval_rows, trial_sets, skip
         for key, trials in trial_sets.items():
             write_trials(outputs[key], trials, relpath_of)
     write_skipped(outputs["skipped"], skipped)
-    logger.info("%d train / %d dev rows, %d enrol / %d test utterances, %d trial speakers "
-                "excluded", len(rows) if "train" in outputs else 0, len(dev),
-                len(enrol_ids), len(test_ids), len(trial_spks))
+    logger.info(
+        "%d train / %d dev rows, %d enrol / %d test utterances, %d trial speakers excluded",
+        len(rows) if "train" in outputs else 0,
+        len(dev),
+        len(enrol_ids),
+        len(test_ids),
+        len(trial_spks),
+    )
     save_options(save_folder, options)
     return outputs

@@ -52,8 +52,9 @@ def corpus_speakers(data_folder, extensions=(".wav", ".flac")):
     return speakers
 
 
-def split_speakers(data_folder, output_folder, test_fraction=0.5, seed=0,
-                   trial_files=None, n_target_per_spk=16):
+def split_speakers(
+    data_folder, output_folder, test_fraction=0.5, seed=0, trial_files=None, n_target_per_spk=16
+):
     """Choose test speakers and write their trial lists; returns the ``split.json`` dict.
 
     Arguments
@@ -82,30 +83,42 @@ def split_speakers(data_folder, output_folder, test_fraction=0.5, seed=0,
     test_set = set(test)
     os.makedirs(output_folder, exist_ok=True)
     if trial_files is None:
-        trial_files = sorted(f for f in os.listdir(data_folder)
-                             if f.startswith("trials") and f.endswith(".txt"))
+        trial_files = sorted(
+            f for f in os.listdir(data_folder) if f.startswith("trials") and f.endswith(".txt")
+        )
     lists = {}
     for name in trial_files:
-        kept = [t for t in read_trials(os.path.join(data_folder, name))
-                if t[1].split("/")[0] in test_set and t[2].split("/")[0] in test_set]
+        kept = [
+            t
+            for t in read_trials(os.path.join(data_folder, name))
+            if t[1].split("/")[0] in test_set and t[2].split("/")[0] in test_set
+        ]
         lists[os.path.basename(name)] = kept
     if not lists:
-        lists["trials.txt"] = balanced_trials({s: speakers[s] for s in test}, n_target_per_spk,
-                                          np.random.default_rng(seed))
+        lists["trials.txt"] = balanced_trials(
+            {s: speakers[s] for s in test}, n_target_per_spk, np.random.default_rng(seed)
+        )
     counts = {}
     for name, trials in lists.items():
         n_target = sum(1 for t in trials if t[0] == 1)
         if n_target == 0 or n_target == len(trials):
-            raise ValueError(f"{name}: the test speakers leave {n_target} target and "
-                             f"{len(trials) - n_target} non-target trials; change --seed or "
-                             "--test_fraction")
+            raise ValueError(
+                f"{name}: the test speakers leave {n_target} target and "
+                f"{len(trials) - n_target} non-target trials; change --seed or "
+                "--test_fraction"
+            )
         with open(os.path.join(output_folder, name), "w", encoding="utf-8") as f:
             f.writelines(f"{label} {a} {b}\n" for label, a, b in trials)
         counts[name] = {"target": n_target, "nontarget": len(trials) - n_target}
-    info = {"data_folder": os.path.abspath(data_folder), "seed": seed,
-            "test_fraction": test_fraction, "test_speakers": test,
-            "train_speakers": sorted(set(speakers) - test_set), "trials": counts,
-            "trial_files": {name: os.path.abspath(os.path.join(output_folder, name)) for name in counts}}
+    info = {
+        "data_folder": os.path.abspath(data_folder),
+        "seed": seed,
+        "test_fraction": test_fraction,
+        "test_speakers": test,
+        "train_speakers": sorted(set(speakers) - test_set),
+        "trials": counts,
+        "trial_files": {name: os.path.abspath(os.path.join(output_folder, name)) for name in counts},
+    }
     with open(os.path.join(output_folder, "split.json"), "w", encoding="utf-8") as f:
         json.dump(info, f, indent=2)
     return info
@@ -119,10 +132,18 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trial_files", nargs="*", default=None)
     args = parser.parse_args(argv)
-    info = split_speakers(args.data_folder, args.output_folder, args.test_fraction, args.seed,
-                          args.trial_files)
-    print(json.dumps({"train_speakers": len(info["train_speakers"]),
-                      "test_speakers": len(info["test_speakers"]), "trials": info["trials"]}))
+    info = split_speakers(
+        args.data_folder, args.output_folder, args.test_fraction, args.seed, args.trial_files
+    )
+    print(
+        json.dumps(
+            {
+                "train_speakers": len(info["train_speakers"]),
+                "test_speakers": len(info["test_speakers"]),
+                "trials": info["trials"],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -69,9 +69,7 @@ def generate_corpus(
     dict
         The content of ``corpus_info.json``.
     """
-    options = {
-        k: v for k, v in locals().items() if k not in ("out_folder", "num_workers")
-    }
+    options = {k: v for k, v in locals().items() if k not in ("out_folder", "num_workers")}
     options["version"] = 1  # bump when the synthesiser changes
     if not 0 < n_held_out < n_speakers or n_held_out < 2:
         raise ValueError("need 2 <= n_held_out < n_speakers")
@@ -93,9 +91,7 @@ def generate_corpus(
             (os.path.join(out_folder, rel), speakers[name], (seed, s, u + 1))
             for u, rel in enumerate(utts_by_spk[name])
         ]
-    render = functools.partial(
-        render_utterance, durations=(min_dur, max_dur), sample_rate=sample_rate
-    )
+    render = functools.partial(render_utterance, durations=(min_dur, max_dur), sample_rate=sample_rate)
     if num_workers > 1:
         ctx = multiprocessing.get_context("spawn")  # no fork of a torch process
         with ProcessPoolExecutor(num_workers, mp_context=ctx) as pool:

@@ -72,10 +72,19 @@ def voxceleb_id(name):
     return "/".join(match.groups()) if match else uid
 
 
-def prepare_voxceleb(data_folder, save_folder, verification_file=None,
-                     splits=("train", "dev"), dev_ratio=0.01, chunk_seconds=None,
-                     sample_rate=16000, seed=1234, check_silence=False, num_workers=4,
-                     skip_prep=False):
+def prepare_voxceleb(
+    data_folder,
+    save_folder,
+    verification_file=None,
+    splits=("train", "dev"),
+    dev_ratio=0.01,
+    chunk_seconds=None,
+    sample_rate=16000,
+    seed=1234,
+    check_silence=False,
+    num_workers=4,
+    skip_prep=False,
+):
     """Write VoxCeleb train/dev (and enrol/test/trial) manifests.
 
     Arguments
@@ -125,10 +134,16 @@ def prepare_voxceleb(data_folder, save_folder, verification_file=None,
     if skip_prep:
         return dict(outputs, data_root=data_root)
     options = {
-        "corpus": "voxceleb", "data_folder": roots, "data_root": data_root,
-        "verification_file": lists, "splits": list(check_splits(splits)),
-        "dev_ratio": dev_ratio, "chunk_seconds": chunk_seconds,
-        "sample_rate": sample_rate, "seed": seed, "check_silence": check_silence,
+        "corpus": "voxceleb",
+        "data_folder": roots,
+        "data_root": data_root,
+        "verification_file": lists,
+        "splits": list(check_splits(splits)),
+        "dev_ratio": dev_ratio,
+        "chunk_seconds": chunk_seconds,
+        "sample_rate": sample_rate,
+        "seed": seed,
+        "check_silence": check_silence,
     }
     if options_match(save_folder, options, outputs.values()):
         logger.info("VoxCeleb manifests in %s are up to date, skipping", save_folder)
@@ -143,10 +158,12 @@ def prepare_voxceleb(data_folder, save_folder, verification_file=None,
     skipped += bad
     by_id = {row["ID"]: row for row in rows}
     skipped_ids = {_skipped_id(rel): why for rel, why in skipped}
-    trial_sets = {name: read_trial_ids(path, by_id, voxceleb_id, skipped_ids)
-                  for name, path in zip(names, lists or ())}
-    outputs = write_speaker_prep(outputs, options, rows, by_id, trial_sets, skipped,
-                                 dev_ratio, chunk_seconds, sample_rate, seed)
+    trial_sets = {
+        name: read_trial_ids(path, by_id, voxceleb_id, skipped_ids) for name, path in zip(names, lists or ())
+    }
+    outputs = write_speaker_prep(
+        outputs, options, rows, by_id, trial_sets, skipped, dev_ratio, chunk_seconds, sample_rate, seed
+    )
     return dict(outputs, data_root=data_root)
 
 
@@ -242,8 +259,7 @@ def convert_m4a(src_root, dst_root, num_workers=4):
     failures = []
     if jobs:
         convert = partial(_convert_one, converter=find_converter())
-        logger.info("Converting %d m4a files (%d done before) to %s", len(jobs),
-                    counts["existing"], dst_root)
+        logger.info("Converting %d m4a files (%d done before) to %s", len(jobs), counts["existing"], dst_root)
         bar = {"total": len(jobs), "desc": "m4a -> wav", "disable": len(jobs) < 100}
         if num_workers > 1 and len(jobs) > 1:
             with Pool(num_workers) as pool:
@@ -257,8 +273,11 @@ def convert_m4a(src_root, dst_root, num_workers=4):
     with open(os.path.join(dst_root, FAILURES_FILE), "w", encoding="utf-8") as f:
         f.writelines(f"{src}\t{why}\n" for src, why in failures)
     if failures:
-        logger.warning("%d m4a file(s) failed to convert, listed in %s", len(failures),
-                       os.path.join(dst_root, FAILURES_FILE))
+        logger.warning(
+            "%d m4a file(s) failed to convert, listed in %s",
+            len(failures),
+            os.path.join(dst_root, FAILURES_FILE),
+        )
     return counts
 
 
@@ -269,8 +288,21 @@ def _convert_one(job, converter):
     try:
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         if converter == "ffmpeg":
-            cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", src,
-                   "-vn", "-c:a", "pcm_s16le", "-f", "wav", tmp]
+            cmd = [
+                "ffmpeg",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-y",
+                "-i",
+                src,
+                "-vn",
+                "-c:a",
+                "pcm_s16le",
+                "-f",
+                "wav",
+                tmp,
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
                 why = " ".join(proc.stderr.split()) or f"exit status {proc.returncode}"

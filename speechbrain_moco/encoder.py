@@ -31,7 +31,5 @@ def check_embedding(out, batch):
     if out.dim() == 3 and out.shape[1] == 1:
         out = out.squeeze(1)
     if out.dim() != 2 or out.shape[0] != batch:
-        raise ValueError(
-            f"encoder must return (B, 1, D) or (B, D) with B={batch}, got {tuple(out.shape)}"
-        )
+        raise ValueError(f"encoder must return (B, 1, D) or (B, D) with B={batch}, got {tuple(out.shape)}")
     return out

@@ -55,25 +55,29 @@ def embedding_checkpoint(init_from):
         ckpt = sb.utils.checkpoints.Checkpointer(save).find_checkpoint()
         if ckpt is not None and os.path.isfile(os.path.join(ckpt.path, "embedding_model.ckpt")):
             return os.path.join(ckpt.path, "embedding_model.ckpt")
-    raise FileNotFoundError(f"--init_from={init_from}: no embedding_model.ckpt in it nor in a "
-                            "checkpoint of its save/ folder (is it a training --output_folder?)")
+    raise FileNotFoundError(
+        f"--init_from={init_from}: no embedding_model.ckpt in it nor in a "
+        "checkpoint of its save/ folder (is it a training --output_folder?)"
+    )
 
 
-def write_run_info(run_folder, **fields):
-    """Merge ``fields`` into ``<run_folder>/run_info.json`` (main process only).
+def write_run_info(run_folder, data_folder, train_annotation, valid_annotation=None, trials=None, **more):
+    """Write ``<run_folder>/run_info.json`` (main process only): where a run's data is.
 
-    Paths among the values are written as given; pass absolute ones.
+    ``data_folder`` (the manifests' ``$data_root``), the training and validation manifests
+    and the trial list it scores, as absolute paths, and any ``more`` fields (JSON
+    values). ``verify.py`` and ``pseudo_labels.py`` read it to find the data again.
     """
     if not if_main_process():
         return
-    path = os.path.join(run_folder, "run_info.json")
-    info = {}
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            info = json.load(f)
-    info.update(fields)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=2)
+    info = {
+        "data_folder": os.path.abspath(data_folder),
+        "trials": trials and os.path.abspath(trials),
+        "train_annotation": os.path.abspath(train_annotation),
+        "valid_annotation": valid_annotation and os.path.abspath(valid_annotation),
+    }
+    with open(os.path.join(run_folder, "run_info.json"), "w", encoding="utf-8") as f:
+        json.dump(dict(info, **more), f, indent=2)
 
 
 def read_run_info(run_folder):

@@ -28,8 +28,9 @@ def load_model(model_dir, savedir=None, device="cpu"):
 
     if not os.path.isfile(os.path.join(model_dir, "hyperparams.yaml")):
         raise FileNotFoundError(f"{model_dir} has no hyperparams.yaml: export a run first")
-    model = SpeakerRecognition.from_hparams(source=os.path.abspath(model_dir), savedir=savedir,
-                                            run_opts={"device": device})
+    model = SpeakerRecognition.from_hparams(
+        source=os.path.abspath(model_dir), savedir=savedir, run_opts={"device": device}
+    )
     threshold_path = os.path.join(model_dir, "threshold.json")
     threshold = None
     if os.path.isfile(threshold_path):
@@ -54,12 +55,17 @@ def main(argv=None):
     parser.add_argument("enrol", help="first recording")
     parser.add_argument("test", help="second recording")
     parser.add_argument("--model", required=True, help="folder written by speechbrain_moco.export")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="decision threshold (default: the model's threshold.json)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="decision threshold (default: the model's threshold.json)",
+    )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    score, threshold, same = verify_pair(args.enrol, args.test, args.model, args.threshold,
-                                         device=args.device)
+    score, threshold, same = verify_pair(
+        args.enrol, args.test, args.model, args.threshold, device=args.device
+    )
     decision = "same speaker" if same else "different speakers"
     print(f"score {score:.6f} | threshold {threshold:.6f} | {decision}")
     return score, threshold, same

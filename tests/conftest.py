@@ -1,14 +1,28 @@
 """Shared fixtures: tiny corpora generated under tmp paths, never committed."""
 
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+TINY = [
+    "--channels=16",
+    "--emb_dim=16",
+    "--n_mels=24",
+    "--batch_size=4",
+    "--queue_size=8",
+    "--crop_seconds=0.5",
+    "--num_workers=0",
+    "--number_of_epochs=1",
+    "--device=cpu",
+]
 SHARED_DATA = os.environ.get(
-    "SBMOCO_SHARED_DATA",
-    os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"),
+    "SBMOCO_SHARED_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 )
 
 
@@ -62,3 +76,70 @@ def load_recipe(*parts):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run(args, timeout=600, cwd=ROOT):
+    """Run ``python ARGS`` from the repository root (the recipes' own command lines); the
+    exit status must be 0. Returns what it printed."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run(
+        [sys.executable] + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def check_metrics(path, n_trials):
+    """A ``metrics.json`` with every metric, ``n_trials`` trials and an EER in [0, 100]."""
+    metrics = json.load(open(path))
+    for key in ("EER", "minDCF_p0.01", "minDCF_p0.05", "n_trials"):
+        assert key in metrics
+    assert metrics["n_trials"] == n_trials
+    assert 0.0 <= metrics["EER"] <= 100.0
+    return metrics
+
+
+def verify(
+    pretrain,
+    data_folder,
+    out,
+    *extra,
+    yaml="verification_cosine.yaml",
+    trials="trials.txt",
+    recipe="recipes/Folder/MoCo",
+    timeout=600,
+):
+    """A recipe's ``verify.py`` on a training run (cosine by default); returns what it printed."""
+    return run(
+        [
+            f"{recipe}/verify.py",
+            f"{recipe}/hparams/{yaml}",
+            f"--data_folder={data_folder}",
+            f"--verification_file={trials}",
+            f"--pretrain_path={pretrain}",
+            f"--output_folder={out}",
+            "--device=cpu",
+            *extra,
+        ],
+        timeout=timeout,
+    )
+
+
+def train_moco(
+    data_folder, out, *extra, yaml="moco.yaml", trials="trials.txt", recipe="recipes/Folder/MoCo", base=TINY
+):
+    """A MoCo recipe on ``data_folder`` (``trials`` scored; None: no list) with the settings
+    of ``base`` unless ``extra`` overrides them; returns what it printed."""
+    keys = {a.split("=", 1)[0] for a in extra}
+    args = [a for a in base if a.split("=", 1)[0] not in keys] + list(extra)
+    listed = [f"--verification_file={trials}"] if trials else []
+    return run(
+        [
+            f"{recipe}/train_moco.py",
+            f"{recipe}/hparams/{yaml}",
+            f"--data_folder={data_folder}",
+            f"--output_folder={out}",
+        ]
+        + listed
+        + args
+    )

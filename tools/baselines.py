@@ -10,12 +10,7 @@ from speechbrain.lobes.features import MFCC
 
 from speechbrain_moco.dataio import read_trials, trial_manifest, utterance_dataset
 from speechbrain_moco.encoder import embed
-from speechbrain_moco.verification import (
-    CosineScorer,
-    cached_embeddings,
-    evaluate_trials,
-    stats_embed_fn,
-)
+from speechbrain_moco.verification import CosineScorer, cached_embeddings, evaluate_trials, stats_embed_fn
 
 
 def fit_global_norm(norm, feats, data, device="cpu"):
@@ -49,8 +44,7 @@ def untrained_embed_fn(kind, yaml_path, overrides=None, device="cpu", norm_manif
     if kind == "fbank_stats":
         return stats_embed_fn(feats), hp["sample_rate"]
     if kind == "mfcc_stats":
-        return stats_embed_fn(MFCC(n_mfcc=20, deltas=False, context=False).to(device)), \
-            hp["sample_rate"]
+        return stats_embed_fn(MFCC(n_mfcc=20, deltas=False, context=False).to(device)), hp["sample_rate"]
     if kind == "random":
         if norm.norm_type == "global" and norm_manifest is None:
             raise ValueError(f"{yaml_path}: feature_norm global needs norm_manifest to estimate it on")
@@ -75,8 +69,9 @@ def evaluate_untrained(kind, yaml_path, trials, data_folder, out_dir, device="cp
     compared by cosine; the random encoder is scored by plain cosine.
     """
     os.makedirs(out_dir, exist_ok=True)
-    csv_path = trial_manifest(read_trials(trials), data_folder,
-                              os.path.join(out_dir, "trial_utts.csv"), trials)
+    csv_path = trial_manifest(
+        read_trials(trials), data_folder, os.path.join(out_dir, "trial_utts.csv"), trials
+    )
     fn, sample_rate = untrained_embed_fn(kind, yaml_path, overrides, device, (csv_path, data_folder))
     data = utterance_dataset(csv_path, data_folder, sample_rate)
     key = f"{kind}:v3:{yaml_path}:{overrides}"
@@ -86,7 +81,16 @@ def evaluate_untrained(kind, yaml_path, trials, data_folder, out_dir, device="cp
             cache = os.path.join(out_dir, "embeddings.pt")
             _, emb = cached_embeddings(data, fn, cache, key, device, 8, False)
             scorer = CosineScorer(std_norm=True).fit(emb)
-        return evaluate_trials(trials, data_folder, fn, out_dir, device, 8, sample_rate,
-                               progress=False, scorer=scorer, cache_key=key, manifest=csv_path)
-
-
+        return evaluate_trials(
+            trials,
+            data_folder,
+            fn,
+            out_dir,
+            device,
+            8,
+            sample_rate,
+            progress=False,
+            scorer=scorer,
+            cache_key=key,
+            manifest=csv_path,
+        )

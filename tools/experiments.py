@@ -65,13 +65,17 @@ class StageRunner:
             with open(marker, encoding="utf-8") as f:
                 done = json.load(f)
             if not same_command(done["cmd"], cmd):
-                raise ValueError(f"{marker} was made by another command:\n  {done['cmd']}\nnow:\n  {cmd}\n"
-                                 "use another work folder, or delete the stage to rerun it")
+                raise ValueError(
+                    f"{marker} was made by another command:\n  {done['cmd']}\nnow:\n  {cmd}\n"
+                    "use another work folder, or delete the stage to rerun it"
+                )
             old = done["hparams_sha256"]
             if old != digests:
                 changed = sorted(k for k in set(old) | set(digests) if old.get(k) != digests.get(k))
-                raise ValueError(f"{marker}: {', '.join(changed)} changed since the stage ran; "
-                                 "use another work folder, or delete the stage to rerun it")
+                raise ValueError(
+                    f"{marker}: {', '.join(changed)} changed since the stage ran; "
+                    "use another work folder, or delete the stage to rerun it"
+                )
             logger.info("stage %s already done (%.0f s)", name, done["seconds"])
             return done
         resumed = os.path.isdir(self.out(name))
@@ -80,8 +84,9 @@ class StageRunner:
         logger.info("stage %s: %s", name, " ".join(cmd))
         start = time.time()
         with open(log_path, "w", encoding="utf-8") as log:
-            proc = subprocess.run([sys.executable] + cmd, cwd=ROOT, env=env, stdout=log,
-                                  stderr=subprocess.STDOUT)
+            proc = subprocess.run(
+                [sys.executable] + cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         seconds = time.time() - start
         if proc.returncode != 0:
             with open(log_path, encoding="utf-8") as f:
@@ -136,15 +141,22 @@ def same_command(a, b):
     return [_canonical(x) for x in a] == [_canonical(x) for x in b]
 
 
-def verify_run(run_folder, trials, data_folder, out_dir, device="cpu", extra=(),
-               yaml="verification_cosine.yaml"):
+def verify_run(
+    run_folder, trials, data_folder, out_dir, device="cpu", extra=(), yaml="verification_cosine.yaml"
+):
     """Score ``trials`` with a training run's encoder: ``verify.py`` of the Folder MoCo
     recipe with its ``yaml`` (cosine by default, or ``verification_plda.yaml``), as a
     subprocess; returns its ``metrics.json``."""
-    cmd = [sys.executable, os.path.join(FOLDER_MOCO, "verify.py"),
-           os.path.join(FOLDER_MOCO, "hparams", yaml), f"--data_folder={data_folder}",
-           f"--verification_file={trials}", f"--pretrain_path={run_folder}",
-           f"--output_folder={out_dir}", f"--device={device}"] + list(extra)
+    cmd = [
+        sys.executable,
+        os.path.join(FOLDER_MOCO, "verify.py"),
+        os.path.join(FOLDER_MOCO, "hparams", yaml),
+        f"--data_folder={data_folder}",
+        f"--verification_file={trials}",
+        f"--pretrain_path={run_folder}",
+        f"--output_folder={out_dir}",
+        f"--device={device}",
+    ] + list(extra)
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"scoring {run_folder} on {trials} failed:\n{proc.stderr[-3000:]}")
@@ -173,17 +185,23 @@ def results_table(rows, lists):
         for n in lists:
             m = row["metrics"][n]
             cells += [f"{m['EER']:.2f}", f"{m['minDCF_p0.01']:.3f}"]
-        lines.append(f"| {row['system']} | " + " | ".join(cells)
-                     + f" | {row['train_seconds']:.0f} | {row['total_seconds']:.0f} |")
+        lines.append(
+            f"| {row['system']} | "
+            + " | ".join(cells)
+            + f" | {row['train_seconds']:.0f} | {row['total_seconds']:.0f} |"
+        )
     return "\n".join(lines)
 
 
 def split_summary(split):
     """One line: speakers of each half, split seed, trials per list."""
-    return (f"{len(split['train_speakers'])} train / {len(split['test_speakers'])} test speakers "
-            f"(split seed {split['seed']}); trials per list: "
-            + ", ".join(f"{k}: {v['target']} target + {v['nontarget']} non-target"
-                        for k, v in split["trials"].items()))
+    return (
+        f"{len(split['train_speakers'])} train / {len(split['test_speakers'])} test speakers "
+        f"(split seed {split['seed']}); trials per list: "
+        + ", ".join(
+            f"{k}: {v['target']} target + {v['nontarget']} non-target" for k, v in split["trials"].items()
+        )
+    )
 
 
 def relative_change(new, ref):
@@ -205,8 +223,9 @@ def machine_description():
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{cpu}, {os.cpu_count()} cores, {gpu}; Python {platform.python_version()}, "
-            f"torch {torch.__version__}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {gpu}; Python {platform.python_version()}, torch {torch.__version__}"
+    )
 
 
 def write_json(path, obj):
@@ -232,28 +251,42 @@ def split_corpus(work_folder, data_folder, test_fraction=0.5, seed=0):
         with open(path, encoding="utf-8") as f:
             info = json.load(f)
         if (info["data_folder"], info["seed"], info["test_fraction"]) == (
-                os.path.abspath(data_folder), seed, test_fraction):
+            os.path.abspath(data_folder),
+            seed,
+            test_fraction,
+        ):
             return info
     return split_speakers(data_folder, os.path.join(work_folder, "split"), test_fraction, seed)
 
 
 def moco_stage(runner, data_folder, trials, yaml="moco.yaml", name="moco", extra=()):
     """MoCo training (no labels) on the train speakers of the split."""
-    args = [f"{FOLDER_MOCO}/train_moco.py", f"{FOLDER_MOCO}/hparams/{yaml}",
-            f"--data_folder={data_folder}", f"--verification_file={trials}"] + list(extra)
+    args = [
+        f"{FOLDER_MOCO}/train_moco.py",
+        f"{FOLDER_MOCO}/hparams/{yaml}",
+        f"--data_folder={data_folder}",
+        f"--verification_file={trials}",
+    ] + list(extra)
     return runner.run(name, args)
 
 
-def supervised_stage(runner, data_folder, trials, name, yaml="train_ecapa.yaml", init_from=None,
-                     labels=None, extra=()):
+def supervised_stage(
+    runner, data_folder, trials, name, yaml="train_ecapa.yaml", init_from=None, labels=None, extra=()
+):
     """AAM-softmax training on true labels, or on a pseudo-label folder ``labels``."""
-    args = [f"{FOLDER_SUP}/train_speaker_embeddings.py", f"{FOLDER_SUP}/hparams/{yaml}",
-            f"--data_folder={data_folder}", f"--verification_file={trials}"]
+    args = [
+        f"{FOLDER_SUP}/train_speaker_embeddings.py",
+        f"{FOLDER_SUP}/hparams/{yaml}",
+        f"--data_folder={data_folder}",
+        f"--verification_file={trials}",
+    ]
     if init_from is not None:
         args.append(f"--init_from={runner.out(init_from)}")
     if labels is not None:
-        args += [f"--train_annotation={runner.out(labels)}/train.csv",
-                 f"--valid_annotation={runner.out(labels)}/valid.csv"]
+        args += [
+            f"--train_annotation={runner.out(labels)}/train.csv",
+            f"--valid_annotation={runner.out(labels)}/valid.csv",
+        ]
     return runner.run(name, args + list(extra))
 
 
@@ -265,9 +298,13 @@ def pseudo_label_stage(runner, name, pretrain, manifests_of, n_clusters=None, ex
     the rows an earlier filter kept.
     """
     manifests = os.path.join(runner.out(manifests_of), "manifests")
-    args = [f"{FOLDER_SUP}/pseudo_labels.py", f"{FOLDER_SUP}/hparams/pseudo_labels.yaml",
-            f"--pretrain_path={runner.out(pretrain)}",
-            f"--train_annotation={manifests}/train.csv", f"--valid_annotation={manifests}/valid.csv"]
+    args = [
+        f"{FOLDER_SUP}/pseudo_labels.py",
+        f"{FOLDER_SUP}/hparams/pseudo_labels.yaml",
+        f"--pretrain_path={runner.out(pretrain)}",
+        f"--train_annotation={manifests}/train.csv",
+        f"--valid_annotation={manifests}/valid.csv",
+    ]
     if n_clusters is not None:
         args.append(f"--n_clusters={n_clusters}")
     return runner.run(name, args + list(extra))

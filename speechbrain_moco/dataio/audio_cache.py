@@ -99,14 +99,19 @@ class AudioCache:
                     offset += int(pcm.size)
         os.replace(tmp_data, os.path.join(folder, DATA_FILE))
         with open(index_path + ".tmp", "w", encoding="utf-8") as f:
-            json.dump({"signature": signature, "sample_rate": sample_rate, "entries": entries,
-                       "failed": failed}, f)
+            json.dump(
+                {"signature": signature, "sample_rate": sample_rate, "entries": entries, "failed": failed}, f
+            )
         os.replace(index_path + ".tmp", index_path)
         if failed:
-            logger.warning("audio cache: %d segment(s) could not be decoded and are read from disk "
-                           "(first: %s)", len(failed), failed[0])
-        logger.info("audio cache: %d segments, %.1f h, in %s", len(entries), offset / sample_rate / 3600,
-                    folder)
+            logger.warning(
+                "audio cache: %d segment(s) could not be decoded and are read from disk (first: %s)",
+                len(failed),
+                failed[0],
+            )
+        logger.info(
+            "audio cache: %d segments, %.1f h, in %s", len(entries), offset / sample_rate / 3600, folder
+        )
         return cls(folder)
 
     def __len__(self):
@@ -124,8 +129,9 @@ class AudioCache:
     def data(self):
         if self._data is None:
             path = os.path.join(self.folder, DATA_FILE)
-            self._data = (np.memmap(path, dtype="<i2", mode="r") if os.path.getsize(path)
-                          else np.zeros(0, dtype="<i2"))
+            self._data = (
+                np.memmap(path, dtype="<i2", mode="r") if os.path.getsize(path) else np.zeros(0, dtype="<i2")
+            )
         return self._data
 
     def length(self, uid):
@@ -137,16 +143,19 @@ class AudioCache:
         start, n = self.entries[uid]
         if offset < 0 or offset + length > n:
             raise ValueError(f"{uid}: crop {offset}:{offset + length} outside its {n} samples")
-        pcm = np.asarray(self.data[start + offset:start + offset + length], dtype=np.float32)
+        pcm = np.asarray(self.data[start + offset : start + offset + length], dtype=np.float32)
         return torch.from_numpy(pcm / 32768.0)
 
 
 def attach_audio_cache(crops, csv_paths, data_folder, folder, sample_rate=16000):
-    """Make ``crops`` (a ``TwoCrops``) slice its crops from a memory-mapped cache.
+    """Make ``crops`` (a ``TwoCrops``) slice its crops from a memory-mapped cache in ``folder``.
 
     The cache of ``csv_paths`` (``None`` entries ignored) is built once, by the main
-    process, in ``folder``; every process then opens it. Returns the cache.
+    process; every process then opens it. ``folder`` None: no cache (crops are read from
+    the audio files). Returns the cache, or None.
     """
+    if folder is None:
+        return None
     run_on_main(AudioCache.build, args=[csv_paths, data_folder, folder, sample_rate])
     crops.audio_cache = AudioCache.build(csv_paths, data_folder, folder, sample_rate)
     return crops.audio_cache

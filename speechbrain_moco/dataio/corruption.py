@@ -60,8 +60,7 @@ def load_bank(segments, sample_rate, max_seconds=None, channel=None):
         bank.append(wav)
     if not bank:
         raise ValueError(f"no usable corruption audio among {len(segments)} segments")
-    logger.info("loaded %d corruption files (%.1f s)", len(bank),
-                sum(w.numel() for w in bank) / sample_rate)
+    logger.info("loaded %d corruption files (%.1f s)", len(bank), sum(w.numel() for w in bank) / sample_rate)
     return bank
 
 
@@ -92,8 +91,9 @@ class AddNoiseBank(torch.nn.Module):
     True
     """
 
-    def __init__(self, csv_file=None, folder=None, snr_low=0.0, snr_high=15.0,
-                 sample_rate=16000, replacements=None):
+    def __init__(
+        self, csv_file=None, folder=None, snr_low=0.0, snr_high=15.0, sample_rate=16000, replacements=None
+    ):
         super().__init__()
         self.snr_low, self.snr_high = snr_low, snr_high
         self.sample_rate = sample_rate
@@ -150,8 +150,16 @@ class AddReverbFFT(torch.nn.Module):
         ``$key`` substitutions in the manifest's paths.
     """
 
-    def __init__(self, csv_file=None, folder=None, sample_rate=16000, max_rir_seconds=1.0,
-                 replacements=None, n_synthetic=64, seed=0):
+    def __init__(
+        self,
+        csv_file=None,
+        folder=None,
+        sample_rate=16000,
+        max_rir_seconds=1.0,
+        replacements=None,
+        n_synthetic=64,
+        seed=0,
+    ):
         super().__init__()
         self.sample_rate, self.max_rir_seconds = sample_rate, max_rir_seconds
         self.source = (csv_file, folder, replacements, n_synthetic, seed)
@@ -162,8 +170,9 @@ class AddReverbFFT(torch.nn.Module):
             return
         csv_file, folder, replacements, n_synthetic, seed = self.source
         if csv_file or folder:
-            bank = load_bank(bank_paths(csv_file, folder, replacements), self.sample_rate,
-                             self.max_rir_seconds, channel=0)
+            bank = load_bank(
+                bank_paths(csv_file, folder, replacements), self.sample_rate, self.max_rir_seconds, channel=0
+            )
         else:
             bank = synthetic_rirs(n_synthetic, self.sample_rate, self.max_rir_seconds, seed)
         length = max(r.numel() for r in bank)

@@ -106,7 +106,7 @@ class TwoCrops:
             if n >= self.crop:
                 return [cache.crop(uid, off, self.crop) for off in self.offsets(uid, n)]
             tiled = cache.crop(uid, 0, n).repeat(self.crop // n + 2)
-            return [tiled[off: off + self.crop].clone() for off in self.offsets(uid, n)]
+            return [tiled[off : off + self.crop].clone() for off in self.offsets(uid, n)]
         start = int(start)
         stop = int(stop) if int(stop) > 0 else audio_frames(path)
         n = stop - start

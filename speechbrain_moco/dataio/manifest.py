@@ -110,8 +110,9 @@ def iter_csv(path, required=MANIFEST_FIELDS):
             raise ValueError(f"{path}:1: missing column(s) {sorted(missing)}")
         for row in reader:
             if None in row or any(v is None for v in row.values()):
-                raise ValueError(f"{path}:{reader.line_num}: wrong number of fields (the header "
-                                 f"has {len(fields)})")
+                raise ValueError(
+                    f"{path}:{reader.line_num}: wrong number of fields (the header has {len(fields)})"
+                )
             yield reader.line_num, row
 
 
@@ -264,8 +265,6 @@ def save_options(save_folder, options):
     path = os.path.join(save_folder, OPTIONS_FILE)
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(
-            json.loads(json.dumps(options, default=str)), f, indent=2, sort_keys=True
-        )
+        json.dump(json.loads(json.dumps(options, default=str)), f, indent=2, sort_keys=True)
         f.write("\n")
     os.replace(tmp, path)

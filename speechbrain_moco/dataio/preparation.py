@@ -24,8 +24,7 @@ def run_preparation(prepare_fn, data_folder, save_folder, verification_file=None
     >>> run_preparation(prep, "/corpus", "/out", "/corpus/trials.txt")[1]
     '/corpus/trials.txt'
     """
-    kwargs = {"data_folder": data_folder, "save_folder": save_folder,
-              "verification_file": verification_file}
+    kwargs = {"data_folder": data_folder, "save_folder": save_folder, "verification_file": verification_file}
     run_on_main(prepare_fn, kwargs=kwargs)
     outputs = prepare_fn(**kwargs, skip_prep=True)
     lists = [outputs[k] for k in sorted(outputs) if k.startswith("trials") and outputs[k]]

@@ -53,8 +53,9 @@ class SkippingDataset(torch.utils.data.Dataset):
                 return self.dataset[i]
             except self.errors as err:
                 self.report(i, err)
-        raise RuntimeError(f"{self.max_in_a_row} unreadable utterances in a row from index {index}; "
-                           f"see {self.report_path}")
+        raise RuntimeError(
+            f"{self.max_in_a_row} unreadable utterances in a row from index {index}; see {self.report_path}"
+        )
 
     def report(self, index, err):
         """Append one skipped item to the report and log it."""
@@ -80,7 +81,6 @@ class SkippingDataset(torch.utils.data.Dataset):
             index -= data.cumulative_sizes[j - 1] if j > 0 else 0
             data = data.datasets[j]
         return data.data_ids[index] if hasattr(data, "data_ids") else str(index)
-
 
 
 def multi_source_dataset(sources, two_crops, seed=0):
@@ -112,8 +112,9 @@ def multi_source_dataset(sources, two_crops, seed=0):
         parts.append(data)
         weights += [src["weight"] / total_weight / len(data)] * len(data)
     dataset = torch.utils.data.ConcatDataset(parts)
-    sampler = ReproducibleWeightedRandomSampler(weights, num_samples=len(dataset), replacement=True,
-                                                seed=seed)
+    sampler = ReproducibleWeightedRandomSampler(
+        weights, num_samples=len(dataset), replacement=True, seed=seed
+    )
     return dataset, sampler
 
 

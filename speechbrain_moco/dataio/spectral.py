@@ -1,5 +1,4 @@
-"""Per-row spectral and level transforms: speed, random EQ (a channel), random gain (a level).
-"""
+"""Per-row spectral and level transforms: speed, random EQ (a channel), random gain (a level)."""
 
 import math
 

@@ -129,8 +129,9 @@ def read_trial_ids(path, known, to_id=utterance_id, skipped=None):
         ids = [to_id(name) for name in names]
         for name, uid in zip(names, ids):
             if uid not in known:
-                why = (f"was skipped ({skipped[uid]})" if uid in skipped
-                       else "names a file that does not exist")
+                why = (
+                    f"was skipped ({skipped[uid]})" if uid in skipped else "names a file that does not exist"
+                )
                 raise ValueError(f"{path}:{lineno}: {name!r} {why}")
         trials.append((label, ids[0], ids[1]))
     if not trials:
@@ -218,9 +219,15 @@ def trial_manifest(trials, data_folder, csv_path, trials_path, sample_rate=16000
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"{trials_path}: names {rel}, not found under {data_folder}")
             frames = audio_frames(path)
-            rows.append({
-                "ID": rel, "duration": frames / sample_rate, "wav": f"{DATA_ROOT}/{rel}",
-                "start": 0, "stop": frames, "spk_id": speaker_of(rel) if speaker_of else "",
-            })
+            rows.append(
+                {
+                    "ID": rel,
+                    "duration": frames / sample_rate,
+                    "wav": f"{DATA_ROOT}/{rel}",
+                    "start": 0,
+                    "stop": frames,
+                    "spk_id": speaker_of(rel) if speaker_of else "",
+                }
+            )
     write_manifest(rows, csv_path)
     return csv_path

@@ -100,5 +100,6 @@ def wrap_ddp(modules, device, sync_batchnorm=False, find_unused_parameters=False
                 module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
             ids = None if device.type == "cpu" else [device]
             modules[name] = torch.nn.parallel.DistributedDataParallel(
-                module, device_ids=ids, find_unused_parameters=find_unused_parameters)
+                module, device_ids=ids, find_unused_parameters=find_unused_parameters
+            )
     return modules

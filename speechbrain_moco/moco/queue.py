@@ -50,9 +50,7 @@ class KeyQueue(torch.nn.Module):
         the queue's dtype (float32) whatever precision produced them.
         """
         if keys.dim() != 2 or keys.shape[1] != self.dim:
-            raise ValueError(
-                f"expected keys of shape (B, {self.dim}), got {tuple(keys.shape)}"
-            )
+            raise ValueError(f"expected keys of shape (B, {self.dim}), got {tuple(keys.shape)}")
         keys = keys.detach().to(self.keys.dtype)
         n = keys.shape[0]
         if n == 0:

@@ -66,17 +66,18 @@ def cluster_pseudo_labels(embeddings, n_clusters, method="kmeans", seed=0):
     x = x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
     if method == "kmeans":
         # k-means++ initialisation dominates at thousands of clusters: one init there
-        model = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed,
-                                n_init=3 if n_clusters < 1000 else 1,
-                                batch_size=max(1024, 3 * n_clusters))
+        model = MiniBatchKMeans(
+            n_clusters=n_clusters,
+            random_state=seed,
+            n_init=3 if n_clusters < 1000 else 1,
+            batch_size=max(1024, 3 * n_clusters),
+        )
     elif method == "agglomerative":
-        model = AgglomerativeClustering(n_clusters=n_clusters, metric="cosine",
-                                        linkage="average")
+        model = AgglomerativeClustering(n_clusters=n_clusters, metric="cosine", linkage="average")
     else:
         raise ValueError(f"unknown clustering method {method!r} (kmeans | agglomerative)")
     labels = model.fit_predict(x).astype(np.int64)
-    logger.info("%s: %d embeddings -> %d pseudo speakers", method, x.shape[0],
-                np.unique(labels).size)
+    logger.info("%s: %d embeddings -> %d pseudo speakers", method, x.shape[0], np.unique(labels).size)
     return labels
 
 
@@ -112,11 +113,11 @@ def estimate_n_clusters(x, candidates=None, sample=5000, seed=0):
     scores = {}
     for k in candidates:
         labels = cluster_pseudo_labels(x, k, "kmeans", seed)
-        scores[k] = (float(silhouette_score(x, labels, metric="cosine"))
-                     if np.unique(labels).size > 1 else -1.0)
+        scores[k] = (
+            float(silhouette_score(x, labels, metric="cosine")) if np.unique(labels).size > 1 else -1.0
+        )
     best = max(scores, key=scores.get)
-    logger.info("estimated %d pseudo speakers (silhouette %.3f over %s)", best, scores[best],
-                candidates)
+    logger.info("estimated %d pseudo speakers (silhouette %.3f over %s)", best, scores[best], candidates)
     return best, scores
 
 
@@ -165,8 +166,7 @@ def clustering_quality(pred, true):
 
     pred, true = np.asarray(pred), np.asarray(true)
     if pred.size == 0:
-        return {"nmi": None, "purity": None, "inverse_purity": None, "n_clusters": 0,
-                "n_true": 0, "n": 0}
+        return {"nmi": None, "purity": None, "inverse_purity": None, "n_clusters": 0, "n_true": 0, "n": 0}
     table = contingency_matrix(true, pred)
     return {
         "nmi": float(normalized_mutual_info_score(true, pred)),

@@ -36,9 +36,19 @@ def relabel(rows, labels, prefix="pl"):
     return [dict(row, spk_id=f"{prefix}{int(lab):0{width}d}") for row, lab in zip(rows, labels)]
 
 
-def pseudo_label_manifests(x, train_rows, valid_rows, fields, out_folder, n_clusters=None,
-                           method="kmeans", keep_ratio=1.0, min_cluster_size=2, seed=0,
-                           report_labels=True):
+def pseudo_label_manifests(
+    x,
+    train_rows,
+    valid_rows,
+    fields,
+    out_folder,
+    n_clusters=None,
+    method="kmeans",
+    keep_ratio=1.0,
+    min_cluster_size=2,
+    seed=0,
+    report_labels=True,
+):
     """Cluster ``x`` (train rows, then valid rows) and write the manifests.
 
     Returns the ``clusters.json`` report (also written to ``out_folder``).
@@ -46,8 +56,13 @@ def pseudo_label_manifests(x, train_rows, valid_rows, fields, out_folder, n_clus
     n_train = len(train_rows)
     if x.shape[0] != n_train + len(valid_rows):
         raise ValueError(f"{x.shape[0]} embeddings for {n_train} + {len(valid_rows)} rows")
-    report = {"method": method, "n_rows": int(x.shape[0]), "keep_ratio": keep_ratio,
-              "min_cluster_size": min_cluster_size, "seed": seed}
+    report = {
+        "method": method,
+        "n_rows": int(x.shape[0]),
+        "keep_ratio": keep_ratio,
+        "min_cluster_size": min_cluster_size,
+        "seed": seed,
+    }
     start = time.time()
     if n_clusters is None:
         n_clusters, silhouettes = estimate_n_clusters(x, seed=seed)
@@ -62,30 +77,40 @@ def pseudo_label_manifests(x, train_rows, valid_rows, fields, out_folder, n_clus
     trained = set(train_labels[train_keep].tolist())
     valid_keep = keep[n_train:] & np.isin(valid_labels, list(trained))
     all_train, all_valid = relabel(train_rows, train_labels), relabel(valid_rows, valid_labels)
-    paths = {name: os.path.join(out_folder, f"{name}.csv")
-             for name in ("train_all", "valid_all", "train", "valid")}
+    paths = {
+        name: os.path.join(out_folder, f"{name}.csv") for name in ("train_all", "valid_all", "train", "valid")
+    }
     write_csv(all_train, fields, paths["train_all"])
     write_csv(all_valid, fields, paths["valid_all"])
     write_csv([r for r, k in zip(all_train, train_keep) if k], fields, paths["train"])
     write_csv([r for r, k in zip(all_valid, valid_keep) if k], fields, paths["valid"])
     sizes = np.bincount(train_labels[train_keep], minlength=n_clusters)
     report.update(
-        train_rows=n_train, train_kept=int(train_keep.sum()),
-        valid_rows=len(valid_rows), valid_kept=int(valid_keep.sum()),
+        train_rows=n_train,
+        train_kept=int(train_keep.sum()),
+        valid_rows=len(valid_rows),
+        valid_kept=int(valid_keep.sum()),
         train_speakers=len(trained),
-        cluster_size={"min": int(sizes[sizes > 0].min()) if trained else 0,
-                      "median": float(np.median(sizes[sizes > 0])) if trained else 0,
-                      "max": int(sizes.max()) if trained else 0},
+        cluster_size={
+            "min": int(sizes[sizes > 0].min()) if trained else 0,
+            "median": float(np.median(sizes[sizes > 0])) if trained else 0,
+            "max": int(sizes.max()) if trained else 0,
+        },
         outputs=paths,
     )
     if report_labels:  # against the manifest's own spk_id: a report, never used for training
         true = np.array([r["spk_id"] for r in train_rows + valid_rows])
         report["quality_all"] = clustering_quality(labels, true)
         report["quality_kept"] = clustering_quality(labels[keep], true[keep])
-    logger.info("pseudo labels: %d/%d training rows kept in %d pseudo speakers%s",
-                report["train_kept"], n_train, len(trained),
-                f" (NMI {report['quality_all']['nmi']:.3f}, purity "
-                f"{report['quality_all']['purity']:.3f})" if report_labels else "")
+    logger.info(
+        "pseudo labels: %d/%d training rows kept in %d pseudo speakers%s",
+        report["train_kept"],
+        n_train,
+        len(trained),
+        f" (NMI {report['quality_all']['nmi']:.3f}, purity {report['quality_all']['purity']:.3f})"
+        if report_labels
+        else "",
+    )
     with open(os.path.join(out_folder, "clusters.json"), "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
     return report

@@ -4,12 +4,7 @@ schedule, start-up checks and ``init_from``. What a run folder holds is
 :mod:`speechbrain_moco.run_folder`."""
 
 from speechbrain_moco.training.checkpoint import AtomicCheckpointer, RNGState
-from speechbrain_moco.training.checks import (
-    check_batch,
-    check_crops,
-    check_encoder,
-    check_queue,
-)
+from speechbrain_moco.training.checks import check_batch, check_crops, check_encoder, check_queue
 from speechbrain_moco.training.embedding_brain import EmbeddingBrain
 from speechbrain_moco.training.init_from import check_init_features, load_encoder_init
 from speechbrain_moco.training.moco_brain import MoCoBrain

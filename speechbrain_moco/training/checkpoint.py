@@ -53,11 +53,10 @@ class AtomicCheckpointer(Checkpointer):
         if if_main_process():
             for stale in self.checkpoints_dir.glob(TMP_PREFIX + CKPT_PREFIX + "*"):
                 shutil.rmtree(stale, ignore_errors=True)
-        ckpt = super().save_checkpoint(meta=meta, end_of_epoch=end_of_epoch, name=name,
-                                       verbosity=verbosity)
+        ckpt = super().save_checkpoint(meta=meta, end_of_epoch=end_of_epoch, name=name, verbosity=verbosity)
         if ckpt is None:  # not the main process
             return None
-        final = ckpt.path.with_name(ckpt.path.name[len(TMP_PREFIX):])
+        final = ckpt.path.with_name(ckpt.path.name[len(TMP_PREFIX) :])
         if final.exists():
             shutil.rmtree(final)
         os.replace(ckpt.path, final)
@@ -72,8 +71,7 @@ class RNGState:
     @mark_as_saver
     def save(self, path):
         """Write the generator states to ``path``."""
-        state = {"python": random.getstate(), "numpy": np.random.get_state(),
-                 "torch": torch.get_rng_state()}
+        state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         torch.save(state, path)

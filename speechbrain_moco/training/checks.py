@@ -19,8 +19,10 @@ def check_encoder(features, encoder, queue_dim, sample_rate, device):
     encoder.train(was_training)
     dim = check_embedding(out, 2).shape[1]
     if dim != queue_dim:
-        raise ValueError(f"the encoder gives {dim}-d embeddings but the queue holds "
-                         f"{queue_dim}-d keys: set emb_dim consistently")
+        raise ValueError(
+            f"the encoder gives {dim}-d embeddings but the queue holds "
+            f"{queue_dim}-d keys: set emb_dim consistently"
+        )
 
 
 def check_crops(durations, crop_seconds):
@@ -29,15 +31,19 @@ def check_crops(durations, crop_seconds):
         raise ValueError("the training manifest has no utterance")
     longest = max(durations)
     if longest < crop_seconds:
-        raise ValueError(f"crop_seconds={crop_seconds} is longer than every training utterance "
-                         f"(longest {longest:.2f} s): lower --crop_seconds")
+        raise ValueError(
+            f"crop_seconds={crop_seconds} is longer than every training utterance "
+            f"(longest {longest:.2f} s): lower --crop_seconds"
+        )
 
 
 def check_batch(n_utts, batch_size, world):
     """Refuse a training set smaller than one global batch (the loader drops the last one)."""
     if n_utts < batch_size * world:
-        raise ValueError(f"the training set has {n_utts} utterances, fewer than one global "
-                         f"batch ({batch_size} x {world} processes): lower --batch_size")
+        raise ValueError(
+            f"the training set has {n_utts} utterances, fewer than one global "
+            f"batch ({batch_size} x {world} processes): lower --batch_size"
+        )
 
 
 def check_queue(queue_size, batch_size, world, n_utts):
@@ -47,13 +53,17 @@ def check_queue(queue_size, batch_size, world, n_utts):
     Returns the warning text (``None`` when there is none).
     """
     if queue_size < batch_size * world:
-        raise ValueError(f"queue_size={queue_size} is smaller than the global batch "
-                         f"({batch_size} x {world}): every step would overwrite the whole queue")
+        raise ValueError(
+            f"queue_size={queue_size} is smaller than the global batch "
+            f"({batch_size} x {world}): every step would overwrite the whole queue"
+        )
     if queue_size >= n_utts:
-        text = (f"queue_size={queue_size} >= {n_utts} training utterances: every query meets a key "
-                "of its own utterance (from an earlier epoch) among its negatives; a queue well "
-                "below the number of utterances avoids it (e.g. --queue_size=" +
-                f"{max(batch_size * world, n_utts // 4)})")
+        text = (
+            f"queue_size={queue_size} >= {n_utts} training utterances: every query meets a key "
+            "of its own utterance (from an earlier epoch) among its negatives; a queue well "
+            "below the number of utterances avoids it (e.g. --queue_size="
+            + f"{max(batch_size * world, n_utts // 4)})"
+        )
         logger.warning(text)
         return text
     return None

@@ -27,12 +27,7 @@ from speechbrain_moco.encoder import embed
 from speechbrain_moco.moco.distributed import world_size, wrap_ddp
 from speechbrain_moco.run_folder import append_history
 from speechbrain_moco.training.checkpoint import RNGState
-from speechbrain_moco.training.checks import (
-    check_batch,
-    check_crops,
-    check_encoder,
-    is_architecture_mismatch,
-)
+from speechbrain_moco.training.checks import check_batch, check_crops, check_encoder, is_architecture_mismatch
 from speechbrain_moco.training.schedule import warmup_cosine
 from speechbrain_moco.verification.evaluate import evaluate_trials
 from speechbrain_moco.verification.statistics import stats_embed_fn
@@ -96,17 +91,18 @@ class EmbeddingBrain(sb.core.Brain):
         Returns ``(metrics, baseline_metrics or None)``.
         """
         eval_dir = os.path.join(self.hparams.output_folder, "eval")
-        common = dict(device=self.device, batch_size=self.hparams.eval_batch_size,
-                      sample_rate=self.hparams.sample_rate)
+        common = dict(
+            device=self.device, batch_size=self.hparams.eval_batch_size, sample_rate=self.hparams.sample_rate
+        )
         self.modules.eval()
         history = os.path.join(self.hparams.output_folder, "history.jsonl")
-        metrics = evaluate_trials(trials, data_folder, self.encode, eval_dir, history_path=history,
-                                  **common)
+        metrics = evaluate_trials(trials, data_folder, self.encode, eval_dir, history_path=history, **common)
         baseline = None
         if self.hparams.stats_baseline:
             stats = stats_embed_fn(self.modules.compute_features, self.modules.mean_var_norm)
-            baseline = evaluate_trials(trials, data_folder, stats,
-                                       os.path.join(eval_dir, "fbank_stats_baseline"), **common)
+            baseline = evaluate_trials(
+                trials, data_folder, stats, os.path.join(eval_dir, "fbank_stats_baseline"), **common
+            )
         return metrics, baseline
 
     def augment(self, wavs, lengths):
@@ -149,8 +145,12 @@ class EmbeddingBrain(sb.core.Brain):
         should_step = (self.step % self.grad_accumulation_factor) == 0
         self.on_fit_batch_start(batch, should_step)
         # batch-norm statistics move during the forward pass: keep them to undo a bad step
-        stats = [(b, b.detach().clone()) for name, m in self.modules.items() if name != "queue"
-                 for b in m.buffers()]
+        stats = [
+            (b, b.detach().clone())
+            for name, m in self.modules.items()
+            if name != "queue"
+            for b in m.buffers()
+        ]
         with self.no_sync(not should_step):
             with self.training_ctx:
                 outputs = self.compute_forward(batch, sb.Stage.TRAIN)
@@ -179,8 +179,12 @@ class EmbeddingBrain(sb.core.Brain):
         self.skipped_steps += 1
         self.nonfinite_in_a_row += 1
         self.zero_grad(set_to_none=True)
-        logger.warning("non-finite loss (%s) at step %d: step skipped (%d skipped so far)",
-                       float(loss.detach()), self.step, self.skipped_steps)
+        logger.warning(
+            "non-finite loss (%s) at step %d: step skipped (%d skipped so far)",
+            float(loss.detach()),
+            self.step,
+            self.skipped_steps,
+        )
         if self.nonfinite_in_a_row > self.nonfinite_patience:
             raise RuntimeError(
                 f"{self.nonfinite_in_a_row} non-finite losses in a row (nonfinite_patience="
@@ -206,15 +210,26 @@ class EmbeddingBrain(sb.core.Brain):
         restores SpeechBrain's SyncBatchNorm, CUDA only)."""
         if not self.distributed_launch:
             return super()._wrap_distributed()
-        wrap_ddp(self.modules, self.device, self.hparams.sync_batchnorm and self.device_type == "cuda",
-                 self.find_unused_parameters)
+        wrap_ddp(
+            self.modules,
+            self.device,
+            self.hparams.sync_batchnorm and self.device_type == "cuda",
+            self.find_unused_parameters,
+        )
 
     def check_setup(self, n_utterances, batch_size):
         """Refuse a training set smaller than one global batch (extended by subclasses)."""
         check_batch(n_utterances, batch_size, world_size())
 
-    def fit(self, epoch_counter, train_set, valid_set=None, progressbar=None,
-            train_loader_kwargs={}, valid_loader_kwargs={}):
+    def fit(
+        self,
+        epoch_counter,
+        train_set,
+        valid_set=None,
+        progressbar=None,
+        train_loader_kwargs={},
+        valid_loader_kwargs={},
+    ):
         """Check the data against the set-up, build the loader, then SpeechBrain's fit.
 
         Checks (before any training): a crop longer than every utterance, a training
@@ -223,8 +238,9 @@ class EmbeddingBrain(sb.core.Brain):
         at every training stage.
         """
         # wrapped / concatenated datasets lose SpeechBrain's automatic PaddedBatch
-        train_loader_kwargs = dict(train_loader_kwargs, collate_fn=train_loader_kwargs.get(
-            "collate_fn", sb.dataio.batch.PaddedBatch))
+        train_loader_kwargs = dict(
+            train_loader_kwargs, collate_fn=train_loader_kwargs.get("collate_fn", sb.dataio.batch.PaddedBatch)
+        )
         self.sampler = train_loader_kwargs.get("sampler")
         if self.sampler is not None:
             train_loader_kwargs["shuffle"] = False
@@ -235,15 +251,21 @@ class EmbeddingBrain(sb.core.Brain):
             train_set = self.make_dataloader(train_set, stage=sb.Stage.TRAIN, **train_loader_kwargs)
         self.steps_per_epoch = len(train_set)
         self.valid_expected = valid_set is not None
-        super().fit(epoch_counter, train_set, valid_set, progressbar,
-                    train_loader_kwargs, valid_loader_kwargs)
+        super().fit(
+            epoch_counter, train_set, valid_set, progressbar, train_loader_kwargs, valid_loader_kwargs
+        )
 
     def on_fit_start(self):
         """Check the encoder contract, then resume with a clear architecture error."""
         # un-normalised features: in training mode a global mean_var_norm would fold the
         # check's silence into its running statistics (and, under DDP, once per process)
-        check_encoder(lambda w, n: self.modules.compute_features(w), self.modules.embedding_model,
-                      self.embedding_dim(), self.hparams.sample_rate, self.device)
+        check_encoder(
+            lambda w, n: self.modules.compute_features(w),
+            self.modules.embedding_model,
+            self.embedding_dim(),
+            self.hparams.sample_rate,
+            self.device,
+        )
         try:
             super().on_fit_start()
         except RuntimeError as err:
@@ -281,7 +303,8 @@ class EmbeddingBrain(sb.core.Brain):
         epoch_stats = {"epoch": epoch, "lr": max(g["lr"] for g in self.optimizer.param_groups)}
         epoch_stats.update(self.epoch_meta())
         epoch_stats["skipped_audio"] = count_skipped(
-            os.path.join(self.hparams.output_folder, "skipped_audio.txt"))
+            os.path.join(self.hparams.output_folder, "skipped_audio.txt")
+        )
         valid_stats = stats if stage == sb.Stage.VALID else None
         self.hparams.train_logger.log_stats(
             stats_meta=epoch_stats, train_stats=self.train_stats, valid_stats=valid_stats

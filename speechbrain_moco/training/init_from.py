@@ -20,8 +20,11 @@ def state_dict_mismatches(expected, found):
     """Human-readable differences between two state dicts (keys and shapes)."""
     problems = [f"missing {k} {tuple(v.shape)}" for k, v in expected.items() if k not in found]
     problems += [f"unexpected {k} {tuple(v.shape)}" for k, v in found.items() if k not in expected]
-    problems += [f"{k}: checkpoint {tuple(found[k].shape)} vs model {tuple(v.shape)}"
-                 for k, v in expected.items() if k in found and found[k].shape != v.shape]
+    problems += [
+        f"{k}: checkpoint {tuple(found[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in found and found[k].shape != v.shape
+    ]
     return problems
 
 
@@ -36,8 +39,10 @@ def load_encoder_init(encoder, init_from):
     problems = state_dict_mismatches(encoder.state_dict(), state)
     if problems:
         shown = "; ".join(problems[:6]) + (f"; ... ({len(problems)} in all)" if len(problems) > 6 else "")
-        raise ValueError(f"--init_from={init_from}: {path} does not fit the embedding_model this yaml "
-                         f"builds (same architecture, channels, emb_dim and n_mels needed): {shown}")
+        raise ValueError(
+            f"--init_from={init_from}: {path} does not fit the embedding_model this yaml "
+            f"builds (same architecture, channels, emb_dim and n_mels needed): {shown}"
+        )
     encoder.load_state_dict(state, strict=True)
     logger.info("embedding_model initialised from %s", path)
     return path
@@ -71,14 +76,19 @@ def check_init_features(norm, init_from, ckpt_path):
     """
     found = trained_feature_norm(init_from, ckpt_path)
     if found is None:
-        logger.warning("--init_from=%s: no hyperparams.yaml found; cannot check that it was trained "
-                       "with feature_norm=%s", init_from, norm.norm_type)
+        logger.warning(
+            "--init_from=%s: no hyperparams.yaml found; cannot check that it was trained "
+            "with feature_norm=%s",
+            init_from,
+            norm.norm_type,
+        )
     elif (found[0], found[1]) != (norm.norm_type, bool(norm.std_norm)):
         raise ValueError(
             f"--init_from={init_from} was trained with feature_norm={found[0]}, feature_std_norm="
             f"{found[1]} ({found[2]}); this run uses feature_norm={norm.norm_type}, feature_std_norm="
             f"{bool(norm.std_norm)}: the encoder would see other features. Pass "
-            f"--feature_norm={found[0]} --feature_std_norm={found[1]}")
+            f"--feature_norm={found[0]} --feature_std_norm={found[1]}"
+        )
     stats = os.path.join(os.path.dirname(ckpt_path), "mean_var_norm.ckpt")
     if norm.norm_type == "global" and os.path.isfile(stats):
         norm._load(stats)

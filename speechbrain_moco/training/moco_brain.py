@@ -21,12 +21,7 @@ from speechbrain.utils.logger import get_logger
 
 from speechbrain_moco.dataio.datasets import stack_views
 from speechbrain_moco.encoder import embed
-from speechbrain_moco.moco.distributed import (
-    all_gather_nograd,
-    batch_shuffle,
-    batch_unshuffle,
-    world_size,
-)
+from speechbrain_moco.moco.distributed import all_gather_nograd, batch_shuffle, batch_unshuffle, world_size
 from speechbrain_moco.moco.infonce import infonce_logits, infonce_loss, topk_accuracy
 from speechbrain_moco.moco.momentum import ema_update, make_key_twin, momentum_at
 from speechbrain_moco.training.checks import check_queue
@@ -72,9 +67,7 @@ class MoCoBrain(EmbeddingBrain):
             k = embed(self.modules.key_model, k_feats, k_lens)
             k = F.normalize(self.modules.key_projector(k), dim=1)
             k = batch_unshuffle(k, idx)
-        logits, labels = infonce_logits(
-            q, k, self.modules.queue.negatives(), self.hparams.temperature
-        )
+        logits, labels = infonce_logits(q, k, self.modules.queue.negatives(), self.hparams.temperature)
         return {"logits": logits, "labels": labels, "keys": k}
 
     def compute_objectives(self, outputs, batch, stage):
@@ -90,10 +83,7 @@ class MoCoBrain(EmbeddingBrain):
     def current_momentum(self):
         """Momentum for the current optimiser step (pure function of it)."""
         return momentum_at(
-            self.optimizer_step,
-            self.hparams.momentum,
-            self.hparams.momentum_final,
-            self.total_steps(),
+            self.optimizer_step, self.hparams.momentum, self.hparams.momentum_final, self.total_steps()
         )
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):

@@ -76,8 +76,10 @@ class SpeakerBrain(EmbeddingBrain):
             return groups
         (trainable,) = [g["params"] for g in groups]
         encoder = {id(p) for p in self.modules.embedding_model.parameters()}
-        return [{"params": [p for p in trainable if id(p) in encoder], "lr_scale": scale},
-                {"params": [p for p in trainable if id(p) not in encoder], "lr_scale": 1.0}]
+        return [
+            {"params": [p for p in trainable if id(p) in encoder], "lr_scale": scale},
+            {"params": [p for p in trainable if id(p) not in encoder], "lr_scale": 1.0},
+        ]
 
     def frozen(self, stage):
         """True while the encoder is frozen: the first ``freeze_epochs`` training

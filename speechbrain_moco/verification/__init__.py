@@ -19,12 +19,7 @@ from speechbrain_moco.verification.metrics import (
     verification_metrics,
 )
 from speechbrain_moco.verification.plda import PLDAScorer
-from speechbrain_moco.verification.score_files import (
-    read_scores,
-    trial_index,
-    write_metrics,
-    write_scores,
-)
+from speechbrain_moco.verification.score_files import read_scores, trial_index, write_metrics, write_scores
 from speechbrain_moco.verification.score_norm import normalize_scores
 from speechbrain_moco.verification.scorers import CosineScorer, Scorer, cosine_score
 from speechbrain_moco.verification.statistics import stats_embed_fn, stats_embedding

@@ -90,12 +90,18 @@ def load_trained_encoder(run_folder, device="cpu", average_last=1, crop_seconds=
     if not os.path.isfile(hp_path):
         raise FileNotFoundError(f"{hp_path} not found: is {run_folder} a training --output_folder?")
     with open(hp_path, encoding="utf-8") as fin:
-        train_hp = load_hyperpyyaml(fin, {"output_folder": run_folder, "data_folder": None,
-                                          "noise_annotation": None, "rir_annotation": None})
+        train_hp = load_hyperpyyaml(
+            fin,
+            {
+                "output_folder": run_folder,
+                "data_folder": None,
+                "noise_annotation": None,
+                "rir_annotation": None,
+            },
+        )
     encoder, norm = train_hp["embedding_model"], train_hp["mean_var_norm"]
     ckpt = sb.utils.checkpoints.Checkpointer(
-        os.path.join(run_folder, "save"),
-        recoverables={"embedding_model": encoder, "mean_var_norm": norm},
+        os.path.join(run_folder, "save"), recoverables={"embedding_model": encoder, "mean_var_norm": norm}
     )
     latest = ckpt.find_checkpoint()
     if latest is None:
@@ -106,8 +112,9 @@ def load_trained_encoder(run_folder, device="cpu", average_last=1, crop_seconds=
     loaded = ckpt.recover_if_possible()
     check_norm_loaded(norm, loaded.path)
     if average_last > 1:
-        last = ckpt.find_checkpoints(max_num_checkpoints=average_last,
-                                     ckpt_predicate=lambda c: c.meta.get("end-of-epoch", True))
+        last = ckpt.find_checkpoints(
+            max_num_checkpoints=average_last, ckpt_predicate=lambda c: c.meta.get("end-of-epoch", True)
+        )
         encoder.load_state_dict(sb.utils.checkpoints.average_checkpoints(last, "embedding_model"))
         logger.info("averaged %d checkpoints of %s", len(last), run_folder)
     feats, norm = train_hp["compute_features"].to(device), norm.to(device).eval()
@@ -128,8 +135,10 @@ def check_norm_loaded(norm, where):
     (``mean_var_norm.ckpt``); without them every feature would be garbage.
     """
     if norm.norm_type == "global" and not norm.count:
-        raise ValueError(f"{where}: feature_norm is global but the checkpoint has no "
-                         "mean_var_norm statistics (mean_var_norm.ckpt)")
+        raise ValueError(
+            f"{where}: feature_norm is global but the checkpoint has no "
+            "mean_var_norm statistics (mean_var_norm.ckpt)"
+        )
     return norm
 
 
@@ -145,7 +154,7 @@ def crop_average(embed_fn, crop):
         for wav, rel in zip(wavs, lens):
             wav = wav[: int(round(float(rel) * wavs.shape[1]))]
             n = max(1, wav.numel() // crop + (wav.numel() % crop >= crop // 2))
-            crops = [wav[i * crop:(i + 1) * crop] for i in range(n)] if wav.numel() > crop else [wav]
+            crops = [wav[i * crop : (i + 1) * crop] for i in range(n)] if wav.numel() > crop else [wav]
             batch = torch.nn.utils.rnn.pad_sequence(crops, batch_first=True)
             rel_lens = torch.tensor([c.numel() / batch.shape[1] for c in crops], device=wavs.device)
             out.append(embed_fn(batch, rel_lens).mean(dim=0))

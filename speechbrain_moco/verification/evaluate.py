@@ -20,10 +20,23 @@ from speechbrain_moco.verification.scorers import CosineScorer
 logger = get_logger(__name__)
 
 
-def evaluate_trials(trials_path, data_folder, embed_fn, out_dir, device="cpu",
-                    batch_size=8, sample_rate=16000, progress=True, scorer=None,
-                    cohort=None, score_norm=None, top_k=300, history_path=None, cache_key=None,
-                    manifest=None):
+def evaluate_trials(
+    trials_path,
+    data_folder,
+    embed_fn,
+    out_dir,
+    device="cpu",
+    batch_size=8,
+    sample_rate=16000,
+    progress=True,
+    scorer=None,
+    cohort=None,
+    score_norm=None,
+    top_k=300,
+    history_path=None,
+    cache_key=None,
+    manifest=None,
+):
     """Embed the trial utterances, score, write files and plots, return metrics.
 
     ``scorer`` is a fitted back-end (cosine when None); ``score_norm`` one of
@@ -34,28 +47,32 @@ def evaluate_trials(trials_path, data_folder, embed_fn, out_dir, device="cpu",
     """
     os.makedirs(out_dir, exist_ok=True)
     trials = read_trials(trials_path)
-    csv_path = manifest or trial_manifest(trials, data_folder,
-                                          os.path.join(out_dir, "trial_utts.csv"),
-                                          trials_path, sample_rate)
+    csv_path = manifest or trial_manifest(
+        trials, data_folder, os.path.join(out_dir, "trial_utts.csv"), trials_path, sample_rate
+    )
     data = utterance_dataset(csv_path, data_folder, sample_rate)
-    ids, emb = cached_embeddings(data, embed_fn, os.path.join(out_dir, "embeddings.pt"), cache_key,
-                                 device, batch_size, progress)
+    ids, emb = cached_embeddings(
+        data, embed_fn, os.path.join(out_dir, "embeddings.pt"), cache_key, device, batch_size, progress
+    )
     e_idx, t_idx = trial_index(trials, ids)
     scorer = scorer or CosineScorer()
     scores = scorer.score(emb[e_idx], emb[t_idx])
     if score_norm:
         if cohort is None:
             raise ValueError(f"score_norm={score_norm} needs cohort embeddings")
-        scores = normalize_scores(scores, emb, emb, cohort, score_norm, top_k, e_idx, t_idx,
-                                  scorer=scorer)
+        scores = normalize_scores(scores, emb, emb, cohort, score_norm, top_k, e_idx, t_idx, scorer=scorer)
     labels = [t[0] for t in trials]
     write_scores(os.path.join(out_dir, "scores.txt"), trials, scores)
     metrics = verification_metrics(scores, labels)
-    metrics.update(trials=os.path.abspath(trials_path), backend=type(scorer).__name__,
-                   score_norm=score_norm)
+    metrics.update(trials=os.path.abspath(trials_path), backend=type(scorer).__name__, score_norm=score_norm)
     write_metrics(os.path.join(out_dir, "metrics.json"), metrics)
     name = type(scorer).__name__ + (f"+{score_norm}" if score_norm else "")
     plot_eval_folder(out_dir, history_path, name=name)
-    logger.info("%s: EER %.2f%% minDCF(0.01) %.4f on %d trials", out_dir,
-                metrics["EER"], metrics["minDCF_p0.01"], metrics["n_trials"])
+    logger.info(
+        "%s: EER %.2f%% minDCF(0.01) %.4f on %d trials",
+        out_dir,
+        metrics["EER"],
+        metrics["minDCF_p0.01"],
+        metrics["n_trials"],
+    )
     return metrics

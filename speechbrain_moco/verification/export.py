@@ -95,8 +95,10 @@ def inference_yaml(train_yaml_path, loadables):
         _check_resolved(tree[key], key)
         out[key] = tree[key]
     stream = StringIO()
-    stream.write(f"# Exported from {os.path.abspath(train_yaml_path)}\n"
-                 "# by python -m speechbrain_moco.export (SpeakerRecognition inference)\n\n")
+    stream.write(
+        f"# Exported from {os.path.abspath(train_yaml_path)}\n"
+        "# by python -m speechbrain_moco.export (SpeakerRecognition inference)\n\n"
+    )
     rt_yaml.dump(out, stream)
     stream.write(TAIL)
     for name in loadables:
@@ -147,15 +149,20 @@ def export_model(pretrain_path, model_dir, threshold=None):
         fout.write(text)
     _check_loads(model_dir)
     value, source = choose_threshold(pretrain_path, threshold)
-    info = {"threshold": value, "source": source, "score": "cosine",
-            "decision": "same speaker when score > threshold",
-            "checkpoint": str(ckpt.path), "files": ["hyperparams.yaml"]
-            + [f"{n}.ckpt" for n in loadables] + ["threshold.json"]}
+    info = {
+        "threshold": value,
+        "source": source,
+        "score": "cosine",
+        "decision": "same speaker when score > threshold",
+        "checkpoint": str(ckpt.path),
+        "files": ["hyperparams.yaml"] + [f"{n}.ckpt" for n in loadables] + ["threshold.json"],
+    }
     with open(os.path.join(model_dir, "threshold.json"), "w", encoding="utf-8") as fout:
         json.dump(info, fout, indent=2)
         fout.write("\n")
-    logger.info("Exported %s (%s) to %s, threshold %.4f (%s)", pretrain_path, ckpt.path.name,
-                model_dir, value, source)
+    logger.info(
+        "Exported %s (%s) to %s, threshold %.4f (%s)", pretrain_path, ckpt.path.name, model_dir, value, source
+    )
     return info
 
 
@@ -174,12 +181,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pretrain_path", required=True, help="training --output_folder")
     parser.add_argument("--model_dir", required=True, help="folder to write the model to")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="cosine decision threshold (default: the run's EER threshold)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="cosine decision threshold (default: the run's EER threshold)",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     info = export_model(args.pretrain_path, args.model_dir, args.threshold)
-    print(f"model written to {os.path.abspath(args.model_dir)} "
-          f"(threshold {info['threshold']:.4f}: {info['source']})")
+    print(
+        f"model written to {os.path.abspath(args.model_dir)} "
+        f"(threshold {info['threshold']:.4f}: {info['source']})"
+    )
     return info
 
 

@@ -49,9 +49,7 @@ def _operating_points(scores, labels):
     scores = _to_numpy(scores, np.float64)
     labels = _to_numpy(labels, np.float64)
     if scores.shape != labels.shape:
-        raise ValueError(
-            f"scores and labels differ in size: {scores.size} vs {labels.size}"
-        )
+        raise ValueError(f"scores and labels differ in size: {scores.size} vs {labels.size}")
     if not np.all((labels == 0) | (labels == 1)):
         raise ValueError("labels must be 0 (non-target) or 1 (target)")
     if not np.all(np.isfinite(scores)):
@@ -60,10 +58,7 @@ def _operating_points(scores, labels):
     n_tar = int(np.count_nonzero(labels))
     n_non = int(labels.size - n_tar)
     if n_tar == 0 or n_non == 0:
-        raise ValueError(
-            f"need both target and non-target trials, got {n_tar} target and "
-            f"{n_non} non-target"
-        )
+        raise ValueError(f"need both target and non-target trials, got {n_tar} target and {n_non} non-target")
     order = np.argsort(scores, kind="stable")
     sorted_scores = scores[order]
     cum_tar = np.cumsum(labels[order], dtype=np.int64)
@@ -165,9 +160,7 @@ def _dcf_from_points(thr, n_miss, n_fa, n_tar, n_non, p_target, c_miss, c_fa):
     """Normalised minDCF from the output of ``_operating_points``."""
     if not 0.0 < p_target < 1.0:
         raise ValueError(f"p_target must be in (0, 1), got {p_target}")
-    c_det = c_miss * p_target * (n_miss / n_tar) + c_fa * (1 - p_target) * (
-        n_fa / n_non
-    )
+    c_det = c_miss * p_target * (n_miss / n_tar) + c_fa * (1 - p_target) * (n_fa / n_non)
     idx = int(np.argmin(c_det))
     c_def = min(c_miss * p_target, c_fa * (1 - p_target))
     return float(c_det[idx] / c_def), float(thr[idx])
@@ -264,8 +257,10 @@ def metrics_line(metrics, baseline=None):
     >>> metrics_line({"EER": 5.25, "minDCF_p0.01": 0.5, "minDCF_p0.05": 0.25, "n_trials": 8})
     'EER: 5.25% | minDCF(p=0.01): 0.5000 | minDCF(p=0.05): 0.2500 | 8 trials'
     """
-    line = (f"EER: {metrics['EER']:.2f}% | minDCF(p=0.01): {metrics['minDCF_p0.01']:.4f} | "
-            f"minDCF(p=0.05): {metrics['minDCF_p0.05']:.4f} | {metrics['n_trials']} trials")
+    line = (
+        f"EER: {metrics['EER']:.2f}% | minDCF(p=0.01): {metrics['minDCF_p0.01']:.4f} | "
+        f"minDCF(p=0.05): {metrics['minDCF_p0.05']:.4f} | {metrics['n_trials']} trials"
+    )
     if baseline is not None:
         line += f" | Fbank mean/std cosine baseline EER: {baseline['EER']:.2f}%"
     return line

@@ -26,8 +26,7 @@ class _Stats(StatObject_SB):
     """
 
     def sum_stat_per_model(self):
-        models, inverse, counts = np.unique(self.modelset, return_inverse=True,
-                                            return_counts=True)
+        models, inverse, counts = np.unique(self.modelset, return_inverse=True, return_counts=True)
         out = StatObject_SB()
         out.modelset = models
         out.segset = models.copy()
@@ -46,8 +45,9 @@ def make_stats(embeddings, labels):
         raise ValueError(f"{x.shape[0]} embeddings but {labels.size} labels")
     empty = np.array([None] * x.shape[0])
     segs = np.array([f"s{i}" for i in range(x.shape[0])], dtype=object)
-    return _Stats(modelset=labels, segset=segs, start=empty, stop=empty,
-                  stat0=np.ones((x.shape[0], 1)), stat1=x)
+    return _Stats(
+        modelset=labels, segset=segs, start=empty, stop=empty, stat0=np.ones((x.shape[0], 1)), stat1=x
+    )
 
 
 def lda_matrix(x, labels, dim):
@@ -58,8 +58,7 @@ def lda_matrix(x, labels, dim):
     generalised problem instead (same scatter matrices).
     """
     x = _as_numpy(x)
-    _, inverse, counts = np.unique(np.asarray(labels).ravel(), return_inverse=True,
-                                   return_counts=True)
+    _, inverse, counts = np.unique(np.asarray(labels).ravel(), return_inverse=True, return_counts=True)
     sums = np.zeros((counts.size, x.shape[1]))
     np.add.at(sums, inverse, x)
     means = sums / counts[:, None]
@@ -101,8 +100,17 @@ class PLDAScorer(Scorer):
         Clustering seed.
     """
 
-    def __init__(self, lda_dim=None, length_norm=True, rank_f=None, nb_iter=10,
-                 scaling_factor=1.0, n_clusters=None, cluster_method="kmeans", seed=0):
+    def __init__(
+        self,
+        lda_dim=None,
+        length_norm=True,
+        rank_f=None,
+        nb_iter=10,
+        scaling_factor=1.0,
+        n_clusters=None,
+        cluster_method="kmeans",
+        seed=0,
+    ):
         self.lda_dim, self.length_norm, self.rank_f = lda_dim, length_norm, rank_f
         self.nb_iter, self.scaling_factor = nb_iter, scaling_factor
         self.n_clusters, self.cluster_method, self.seed = n_clusters, cluster_method, seed
@@ -114,8 +122,7 @@ class PLDAScorer(Scorer):
         if train_labels is None:
             if self.n_clusters is None:
                 raise ValueError("PLDAScorer.fit needs train_labels or n_clusters")
-            train_labels = cluster_pseudo_labels(x, self.n_clusters, self.cluster_method,
-                                                 self.seed)
+            train_labels = cluster_pseudo_labels(x, self.n_clusters, self.cluster_method, self.seed)
         elif isinstance(train_labels, torch.Tensor):
             train_labels = train_labels.cpu().numpy()
         self.mean = x.mean(axis=0)
@@ -128,8 +135,13 @@ class PLDAScorer(Scorer):
         self.plda = PLDA(rank_f=rank, nb_iter=self.nb_iter, scaling_factor=self.scaling_factor)
         self.plda.plda(make_stats(x, train_labels))
         self._precompute()
-        logger.info("PLDA: %d embeddings, dim %d, rank %d, %d classes", x.shape[0],
-                    x.shape[1], rank, np.unique(np.asarray(train_labels)).size)
+        logger.info(
+            "PLDA: %d embeddings, dim %d, rank %d, %d classes",
+            x.shape[0],
+            x.shape[1],
+            rank,
+            np.unique(np.asarray(train_labels)).size,
+        )
         return self
 
     def _project(self, x):
@@ -174,9 +186,16 @@ class PLDAScorer(Scorer):
             raise ValueError(f"paired rows differ: {tuple(enrol.shape)} vs {tuple(test.shape)}")
         parts = []
         for i in range(0, enrol.shape[0], chunk_size):
-            e, t = self._centred(enrol[i:i + chunk_size]), self._centred(test[i:i + chunk_size])
-            parts.append((0.5 * ((e @ self._phi) * e).sum(1) + 0.5 * ((t @ self._phi) * t).sum(1)
-                          + self._cst + ((e @ self._psi) * t).sum(1)) * self.scaling_factor)
+            e, t = self._centred(enrol[i : i + chunk_size]), self._centred(test[i : i + chunk_size])
+            parts.append(
+                (
+                    0.5 * ((e @ self._phi) * e).sum(1)
+                    + 0.5 * ((t @ self._phi) * t).sum(1)
+                    + self._cst
+                    + ((e @ self._psi) * t).sum(1)
+                )
+                * self.scaling_factor
+            )
         out = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
         return out.to(_out_dtype(enrol))
 
@@ -185,6 +204,6 @@ class PLDAScorer(Scorer):
         a_c, b_c = self._centred(a), self._centred(b)
         part_a = 0.5 * ((a_c @ self._phi) * a_c).sum(1)
         part_b = 0.5 * ((b_c @ self._phi) * b_c).sum(1)
-        out = (part_a[:, None] + part_b[None, :] + self._cst + a_c @ self._psi @ b_c.T)
+        out = part_a[:, None] + part_b[None, :] + self._cst + a_c @ self._psi @ b_c.T
         out = out * self.scaling_factor
         return out.to(_out_dtype(a))

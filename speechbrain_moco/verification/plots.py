@@ -16,8 +16,7 @@ from speechbrain_moco.verification.score_files import read_scores
 
 logger = get_logger(__name__)
 
-DET_TICKS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2,
-             0.4, 0.6, 0.8, 0.9)
+DET_TICKS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9)
 
 
 def _figure(n_cols=1, width=5.5, height=5.0):
@@ -72,8 +71,7 @@ def plot_det(systems, path, title="DET"):
         x = ndtri(np.clip(p_fa, low, high))
         y = ndtri(np.clip(p_miss, low, high))
         (line,) = ax.plot(x, y, label=f"{name} (EER {100 * eer:.2f}%)")
-        ax.plot(ndtri(np.clip(eer, low, high)), ndtri(np.clip(eer, low, high)), "o",
-                color=line.get_color())
+        ax.plot(ndtri(np.clip(eer, low, high)), ndtri(np.clip(eer, low, high)), "o", color=line.get_color())
     ticks = [t for t in DET_TICKS if low <= t <= high]
     labels = [f"{100 * t:g}" for t in ticks]
     for axis in (ax.xaxis, ax.yaxis):
@@ -96,14 +94,13 @@ def plot_score_hist(scores, labels, path, bins=50, title="Score distributions"):
     labels = np.asarray(labels).ravel().astype(bool)
     fig, (ax,) = _figure(width=6.0, height=4.0)
     edges = np.histogram_bin_edges(scores, bins=bins)
-    ax.hist(scores[~labels], bins=edges, density=True, alpha=0.55,
-            label=f"non-target ({int((~labels).sum())})")
-    ax.hist(scores[labels], bins=edges, density=True, alpha=0.55,
-            label=f"target ({int(labels.sum())})")
+    ax.hist(
+        scores[~labels], bins=edges, density=True, alpha=0.55, label=f"non-target ({int((~labels).sum())})"
+    )
+    ax.hist(scores[labels], bins=edges, density=True, alpha=0.55, label=f"target ({int(labels.sum())})")
     if labels.any() and (~labels).any():
         _, threshold = compute_eer(scores, labels)
-        ax.axvline(threshold, color="k", linestyle="--", linewidth=1,
-                   label=f"EER threshold {threshold:.3f}")
+        ax.axvline(threshold, color="k", linestyle="--", linewidth=1, label=f"EER threshold {threshold:.3f}")
     ax.set_xlabel("score")
     ax.set_ylabel("density")
     ax.set_title(title)
@@ -130,15 +127,18 @@ def plot_training_curves(history_jsonl_path, path):
     if not rows:
         raise ValueError(f"{history_jsonl_path} has no rows")
     eer_keys = sorted({k for row in rows for k in row if "eer" in k.lower()})
-    panels = [("loss", ("train_loss", "valid_loss"), "InfoNCE loss"),
-              ("acc", ("train_acc", "valid_acc"), "(K+1)-way accuracy")]
+    panels = [
+        ("loss", ("train_loss", "valid_loss"), "InfoNCE loss"),
+        ("acc", ("train_acc", "valid_acc"), "(K+1)-way accuracy"),
+    ]
     if eer_keys:
         panels.append(("eer", tuple(eer_keys), "EER (%)"))
     fig, axes = _figure(n_cols=len(panels), width=4.5, height=3.8)
     for ax, (_, keys, ylabel) in zip(axes, panels):
         for key in keys:
-            points = [(row.get("epoch", i + 1), row[key]) for i, row in enumerate(rows)
-                      if row.get(key) is not None]
+            points = [
+                (row.get("epoch", i + 1), row[key]) for i, row in enumerate(rows) if row.get(key) is not None
+            ]
             if points:
                 x, y = zip(*points)
                 ax.plot(x, y, marker="o", markersize=3, label=key)
@@ -154,11 +154,12 @@ def plot_eval_folder(eval_dir, history_path=None, name="system"):
     """``det.png`` and ``score_hist.png`` from ``eval_dir/scores.txt`` (and
     ``training_curves.png`` when a history file is given); returns the paths."""
     _, _, scores, labels = read_scores(os.path.join(eval_dir, "scores.txt"))
-    paths = [plot_det({name: (scores, labels)}, os.path.join(eval_dir, "det.png")),
-             plot_score_hist(scores, labels, os.path.join(eval_dir, "score_hist.png"))]
+    paths = [
+        plot_det({name: (scores, labels)}, os.path.join(eval_dir, "det.png")),
+        plot_score_hist(scores, labels, os.path.join(eval_dir, "score_hist.png")),
+    ]
     if history_path is not None and os.path.isfile(history_path):
-        paths.append(plot_training_curves(history_path,
-                                          os.path.join(eval_dir, "training_curves.png")))
+        paths.append(plot_training_curves(history_path, os.path.join(eval_dir, "training_curves.png")))
     return paths
 
 

@@ -23,8 +23,10 @@ def trial_index(trials, ids):
         for utt in (enrol_id, test_id):
             if utt not in position:
                 raise KeyError(f"no embedding for utterance id {utt!r}")
-    return (torch.tensor([position[t[1]] for t in trials], dtype=torch.long),
-            torch.tensor([position[t[2]] for t in trials], dtype=torch.long))
+    return (
+        torch.tensor([position[t[1]] for t in trials], dtype=torch.long),
+        torch.tensor([position[t[2]] for t in trials], dtype=torch.long),
+    )
 
 
 def write_scores(path, trials, scores):
@@ -95,12 +97,7 @@ def read_scores(path):
             test_ids.append(test_id)
             scores.append(float(score))
             labels.append(int(label))
-    return (
-        enrol_ids,
-        test_ids,
-        np.asarray(scores, dtype=np.float64),
-        np.asarray(labels, dtype=np.int64),
-    )
+    return (enrol_ids, test_ids, np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.int64))
 
 
 def write_metrics(path, metrics):

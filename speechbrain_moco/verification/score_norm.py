@@ -65,7 +65,7 @@ def cohort_stats(embeddings, cohort, top_k=None, scorer=None, chunk_size=4096, e
         raise ValueError(f"top_k={top_k}: need at least 2 cohort scores for a std")
     means, stds = [], []
     for start in range(0, embeddings.shape[0], chunk_size):
-        scores = scorer.score_matrix(embeddings[start:start + chunk_size], cohort)
+        scores = scorer.score_matrix(embeddings[start : start + chunk_size], cohort)
         if k < cohort.shape[0]:
             scores = scores.topk(k, dim=1).values
         means.append(scores.mean(dim=1))
@@ -93,8 +93,18 @@ def _unique_rows(enrol_emb, test_emb, enrol_idx, test_idx):
     return unique, inverse[:n], unique, inverse[n:], True
 
 
-def normalize_scores(scores, enrol_emb, test_emb, cohort, method="asnorm", top_k=300,
-                     enrol_idx=None, test_idx=None, scorer=None, chunk_size=4096):
+def normalize_scores(
+    scores,
+    enrol_emb,
+    test_emb,
+    cohort,
+    method="asnorm",
+    top_k=300,
+    enrol_idx=None,
+    test_idx=None,
+    scorer=None,
+    chunk_size=4096,
+):
     """Normalise trial scores with cohort statistics (see the module docstring).
 
     Arguments
@@ -134,11 +144,11 @@ def normalize_scores(scores, enrol_emb, test_emb, cohort, method="asnorm", top_k
     if method not in METHODS:
         raise ValueError(f"unknown score normalisation {method!r}; one of {METHODS}")
     scores = torch.as_tensor(scores)
-    enrol_mat, enrol_idx, test_mat, test_idx, shared = _unique_rows(
-        enrol_emb, test_emb, enrol_idx, test_idx)
+    enrol_mat, enrol_idx, test_mat, test_idx, shared = _unique_rows(enrol_emb, test_emb, enrol_idx, test_idx)
     if enrol_idx.numel() != scores.numel() or test_idx.numel() != scores.numel():
-        raise ValueError(f"{scores.numel()} scores but {enrol_idx.numel()} / "
-                         f"{test_idx.numel()} trial indices")
+        raise ValueError(
+            f"{scores.numel()} scores but {enrol_idx.numel()} / {test_idx.numel()} trial indices"
+        )
     k = top_k if method == "asnorm" else None
     kwargs = {"top_k": k, "scorer": scorer, "chunk_size": chunk_size}
     need_enrol = method != "tnorm"
@@ -158,6 +168,5 @@ def normalize_scores(scores, enrol_emb, test_emb, cohort, method="asnorm", top_k
         return z
     if method == "tnorm":
         return t
-    logger.debug("%s on %d trials, cohort %d, top_k %s", method, scores.numel(),
-                 cohort.shape[0], k)
+    logger.debug("%s on %d trials, cohort %d, top_k %s", method, scores.numel(), cohort.shape[0], k)
     return 0.5 * (z + t)

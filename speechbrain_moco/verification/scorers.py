@@ -39,10 +39,7 @@ def cosine_score(enrol, test, mean=None):
     tensor([ 0.9487, -0.4472])
     """
     if enrol.shape != test.shape or enrol.dim() != 2:
-        raise ValueError(
-            f"expected two (N, D) tensors, got {tuple(enrol.shape)} and "
-            f"{tuple(test.shape)}"
-        )
+        raise ValueError(f"expected two (N, D) tensors, got {tuple(enrol.shape)} and {tuple(test.shape)}")
     if mean is not None:
         mean = mean.to(enrol)
         enrol = enrol - mean

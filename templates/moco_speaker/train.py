@@ -49,28 +49,42 @@ if __name__ == "__main__":
         hparams = load_hyperpyyaml(fin, overrides)
 
     # 2. The experiment folder (log.txt, a copy of the yaml with the overrides).
-    sb.create_experiment_directory(experiment_directory=hparams["output_folder"],
-                                   hyperparams_to_save=hparams_file, overrides=overrides)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides
+    )
 
     # 3. Manifests: `prepare_data` writes train.csv / valid.csv on the main process,
     #    leaving the trial list's speakers out; every process gets their paths back,
     #    with the data root and the trial list to score.
-    prepared, trials = run_preparation(hparams["prepare_data"], hparams["data_folder"],
-                                       hparams["manifest_folder"], hparams["verification_file"])
+    prepared, trials = run_preparation(
+        hparams["prepare_data"],
+        hparams["data_folder"],
+        hparams["manifest_folder"],
+        hparams["verification_file"],
+    )
     train_set, valid_set = dataio_prep(hparams, prepared["data_root"])
 
     # 4. The Brain. Query branch: Fbank -> normalisation -> embedding_model -> projector;
     #    key branch: momentum copies (no gradient); InfoNCE against the queue. The EMA
     #    update and the enqueue happen after each optimiser step (on_fit_batch_end).
     #    Subclass MoCoBrain to change the loss or the views.
-    brain = MoCoBrain(modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
-                      run_opts=run_opts, checkpointer=hparams["checkpointer"])
+    brain = MoCoBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
 
     # 5. Training: one checkpoint per epoch (queue, both encoders, optimiser, RNG), so
     #    the same command resumes an interrupted run exactly.
-    brain.fit(brain.hparams.epoch_counter, train_set, valid_set,
-              train_loader_kwargs=hparams["train_dataloader_options"],
-              valid_loader_kwargs=hparams["valid_dataloader_options"])
+    brain.fit(
+        brain.hparams.epoch_counter,
+        train_set,
+        valid_set,
+        train_loader_kwargs=hparams["train_dataloader_options"],
+        valid_loader_kwargs=hparams["valid_dataloader_options"],
+    )
 
     # 6. Evaluation: embed the trial utterances with the query encoder, cosine scores,
     #    EER / minDCF -> <output_folder>/eval/{scores.txt,metrics.json,det.png}.

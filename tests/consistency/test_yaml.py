@@ -19,11 +19,17 @@ BRAINS = {  # Brain class -> the library files whose code reads self.hparams
     "MoCoBrain": ["moco_brain.py", "embedding_brain.py"],
     "SpeakerBrain": ["speaker_brain.py", "embedding_brain.py"],
 }
-SCRIPT_OF = [("moco", "train_moco.py"), ("verification_", "verify.py"),
-             ("train_", "train_speaker_embeddings.py"), ("pseudo_labels", "pseudo_labels.py"),
-             ("label_free", "label_free.py")]
-YAMLS = sorted(glob.glob(os.path.join(ROOT, "recipes", "*", "*", "hparams", "*.yaml"))
-               + glob.glob(os.path.join(ROOT, "templates", "*", "*.yaml")))
+SCRIPT_OF = [
+    ("moco", "train_moco.py"),
+    ("verification_", "verify.py"),
+    ("train_", "train_speaker_embeddings.py"),
+    ("pseudo_labels", "pseudo_labels.py"),
+    ("label_free", "label_free.py"),
+]
+YAMLS = sorted(
+    glob.glob(os.path.join(ROOT, "recipes", "*", "*", "hparams", "*.yaml"))
+    + glob.glob(os.path.join(ROOT, "templates", "*", "*.yaml"))
+)
 
 
 def script_of(yaml_path):
@@ -50,8 +56,7 @@ def code_reading(yaml_path):
 
 
 def yaml_keys(text):
-    return [k for k in re.findall(r"^([A-Za-z_][A-Za-z0-9_]*):", text, flags=re.M)
-            if not k.startswith("__")]
+    return [k for k in re.findall(r"^([A-Za-z_][A-Za-z0-9_]*):", text, flags=re.M) if not k.startswith("__")]
 
 
 def test_every_recipe_yaml_has_a_script():
@@ -64,10 +69,13 @@ def test_every_recipe_yaml_has_a_script():
 def test_every_key_of_the_yaml_is_used(path):
     text = open(path, encoding="utf-8").read()
     script, brain = code_reading(path)
-    unused = [key for key in yaml_keys(text)
-              if not re.search(rf"<{key}>", text)
-              and not re.search(rf"hparams\[\"{key}\"\]", script)
-              and not re.search(rf"\.{key}\b", brain)]
+    unused = [
+        key
+        for key in yaml_keys(text)
+        if not re.search(rf"<{key}>", text)
+        and not re.search(rf"hparams\[\"{key}\"\]", script)
+        and not re.search(rf"\.{key}\b", brain)
+    ]
     assert not unused, f"keys of {os.path.relpath(path, ROOT)} that nothing reads: {unused}"
 
 
@@ -78,5 +86,7 @@ def test_every_key_the_code_reads_is_in_the_yaml(path):
     read = set(re.findall(r"hparams\[\"(\w+)\"\]", script))
     read |= set(re.findall(r"(?:self\.hparams|\bhp)\.(\w+)\b", brain))
     missing = sorted(read - keys)
-    assert not missing, (f"{os.path.relpath(script_of(path), ROOT)} (and its Brain) read keys "
-                         f"that {os.path.relpath(path, ROOT)} lacks: {missing}")
+    assert not missing, (
+        f"{os.path.relpath(script_of(path), ROOT)} (and its Brain) read keys "
+        f"that {os.path.relpath(path, ROOT)} lacks: {missing}"
+    )

@@ -18,7 +18,8 @@ from speechbrain_moco.training import MoCoBrain
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SPEC = importlib.util.spec_from_file_location(
-    "train_moco", os.path.join(ROOT, "recipes", "Folder", "MoCo", "train_moco.py"))
+    "train_moco", os.path.join(ROOT, "recipes", "Folder", "MoCo", "train_moco.py")
+)
 recipe = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(recipe)  # the recipe's dataio_prep (its __main__ block does not run)
 
@@ -41,11 +42,17 @@ class RecordingBrain(MoCoBrain):
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
         super().on_fit_batch_end(batch, outputs, loss, should_step)
         norm = self.modules.mean_var_norm
-        stats = (int(getattr(norm, "count", 0)),
-                 getattr(norm, "glob_mean", torch.empty(0)).detach().cpu().clone())
+        stats = (
+            int(getattr(norm, "count", 0)),
+            getattr(norm, "glob_mean", torch.empty(0)).detach().cpu().clone(),
+        )
         self.record = getattr(self, "record", []) + [
-            {"loss": float(loss.detach()), "ids": list(batch.id), "keys": outputs["keys"].detach().cpu(),
-             "norm": stats}
+            {
+                "loss": float(loss.detach()),
+                "ids": list(batch.id),
+                "keys": outputs["keys"].detach().cpu(),
+                "norm": stats,
+            }
         ]
 
 
@@ -57,14 +64,14 @@ if __name__ == "__main__":
     hparams["sorting"] = "ascending"  # DistributedSampler(shuffle=False)
     hparams["train_dataloader_options"]["shuffle"] = False
     sb.create_experiment_directory(hparams["output_folder"], hparams_file, overrides)
-    prepared, _ = run_preparation(hparams["prepare_data"], hparams["data_folder"],
-                                  hparams["manifest_folder"])
-    train_set, valid_set, _ = recipe.dataio_prep(hparams, prepared["data_root"])
-    brain = RecordingBrain(modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
-                           run_opts=run_opts, checkpointer=hparams["checkpointer"])
-    brain.fit(brain.hparams.epoch_counter, train_set, valid_set,
-              train_loader_kwargs=hparams["train_dataloader_options"],
-              valid_loader_kwargs=hparams["valid_dataloader_options"])
+    prepared, _ = run_preparation(hparams["prepare_data"], hparams["data_folder"], hparams["manifest_folder"])
+    train_set, valid_set, loaders = recipe.dataio_prep(hparams, prepared["data_root"])
+    brain = RecordingBrain(
+        hparams["modules"], hparams["opt_class"], hparams, run_opts, hparams["checkpointer"]
+    )
+    brain.fit(hparams["epoch_counter"], train_set, valid_set, **loaders)
     rank = int(os.environ.get("RANK", 0))
-    torch.save({"queue": brain.modules.queue.state_dict(), "steps": brain.record},
-               os.path.join(hparams["output_folder"], f"rank{rank}.pt"))
+    torch.save(
+        {"queue": brain.modules.queue.state_dict(), "steps": brain.record},
+        os.path.join(hparams["output_folder"], f"rank{rank}.pt"),
+    )

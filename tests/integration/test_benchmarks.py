@@ -3,10 +3,12 @@
 import json
 import os
 
-from test_recipes import run
+from conftest import run
 
-SMALL = "--channels=16 --emb_dim=16 --n_mels=24 --batch_size=4 --crop_seconds=0.5 --num_workers=0 " \
-        "--number_of_epochs=1"
+SMALL = (
+    "--channels=16 --emb_dim=16 --n_mels=24 --batch_size=4 --crop_seconds=0.5 --num_workers=0 "
+    "--number_of_epochs=1"
+)
 
 
 def test_quality_benchmark_on_a_folder_corpus(tmp_path):
@@ -15,18 +17,37 @@ def test_quality_benchmark_on_a_folder_corpus(tmp_path):
     corpus = write_tone_corpus(str(tmp_path / "tones"), n_speakers=8, n_utts=6)
     os.remove(os.path.join(corpus, "trials.txt"))
     out = tmp_path / "quality"
-    stdout = run(["benchmarks/quality.py", f"--data_folder={corpus}", f"--work_folder={tmp_path / 'work'}",
-                  "--skip_embedded", f"--out={out}", f"--stage_args={SMALL}"], timeout=900)
+    stdout = run(
+        [
+            "benchmarks/quality.py",
+            f"--data_folder={corpus}",
+            f"--work_folder={tmp_path / 'work'}",
+            "--skip_embedded",
+            f"--out={out}",
+            f"--stage_args={SMALL}",
+        ],
+        timeout=900,
+    )
     result = json.load(open(f"{out}.json"))
     rows = result["corpora"]["split"]["systems"]
-    assert [r["system"] for r in rows] == ["fbank_stats", "mfcc_stats", "random_ecapa", "random_xvector",
-                                           "moco_ecapa", "moco_ecapa_msub", "moco_ecapa_plda", "moco_xvector",
-                                           "supervised_ecapa", "supervised_ecapa_msub"]
+    assert [r["system"] for r in rows] == [
+        "fbank_stats",
+        "mfcc_stats",
+        "random_ecapa",
+        "random_xvector",
+        "moco_ecapa",
+        "moco_ecapa_msub",
+        "moco_ecapa_plda",
+        "moco_xvector",
+        "supervised_ecapa",
+        "supervised_ecapa_msub",
+    ]
     by_name = {r["system"]: r for r in rows}
     for row in rows:
         assert 0.0 <= row["metrics"]["trials.txt"]["EER"] <= 100.0
-        assert (row["train_seconds"] > 0) == (row["system"] not in ("fbank_stats", "mfcc_stats",
-                                                                    "random_ecapa", "random_xvector"))
+        assert (row["train_seconds"] > 0) == (
+            row["system"] not in ("fbank_stats", "mfcc_stats", "random_ecapa", "random_xvector")
+        )
     for name, variant in (("moco_ecapa", "_msub"), ("moco_ecapa", "_plda"), ("supervised_ecapa", "_msub")):
         assert by_name[name + variant]["train_seconds"] == by_name[name]["train_seconds"]  # same stage,
         assert by_name[name + variant]["metrics"] != by_name[name]["metrics"]  # another back-end
@@ -36,9 +57,20 @@ def test_quality_benchmark_on_a_folder_corpus(tmp_path):
 
 def test_speed_benchmark_writes_ratios(tmp_path, tone_corpus):
     out = tmp_path / "speed"
-    run(["benchmarks/speed.py", f"--data_folder={tone_corpus}", "--batch_size=4", "--channels=16",
-         "--crop_seconds=0.5", "--steps=2", "--rounds=1", "--sections=step,loader,extract", f"--out={out}"],
-        timeout=900)
+    run(
+        [
+            "benchmarks/speed.py",
+            f"--data_folder={tone_corpus}",
+            "--batch_size=4",
+            "--channels=16",
+            "--crop_seconds=0.5",
+            "--steps=2",
+            "--rounds=1",
+            "--sections=step,loader,extract",
+            f"--out={out}",
+        ],
+        timeout=900,
+    )
     result = json.load(open(f"{out}.json"))
     for key in ("model_only", "with_augmentation"):
         step = result["step"][key]

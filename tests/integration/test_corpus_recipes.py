@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import soundfile as sf
-from test_recipes import TINY, run
+from conftest import TINY, run, train_moco, verify
 
 ARGS = [a for a in TINY if not a.startswith("--queue_size")] + ["--queue_size=8", "--dev_ratio=0.1"]
 
@@ -32,31 +32,27 @@ def voxceleb_tree(root):
             tone(str(root / "wav" / f"id1000{s}" / f"vid{u % 2}" / f"0000{u}.wav"), 10 * s + u)
     (root / "veri_test2.txt").write_text(
         "1 id10004/vid0/00000.wav id10004/vid1/00001.wav\n0 id10004/vid0/00000.wav id10005/vid1/00003.wav\n"
-        "1 id10005/vid0/00002.wav id10005/vid1/00003.wav\n0 id10005/vid0/00002.wav id10004/vid0/00004.wav\n")
+        "1 id10005/vid0/00002.wav id10005/vid1/00003.wav\n0 id10005/vid0/00002.wav id10004/vid0/00004.wav\n"
+    )
     return root
 
 
 def test_voxceleb_recipe(tmp_path):
     root = voxceleb_tree(tmp_path / "voxceleb1")
     out = tmp_path / "out"
-    run(["recipes/VoxCeleb/MoCo/train_moco.py", "recipes/VoxCeleb/MoCo/hparams/moco.yaml",
-         f"--data_folder={root}", f"--verification_file={root / 'veri_test2.txt'}",
-         f"--output_folder={out}"] + ARGS)
+    train_moco(root, out, trials=root / "veri_test2.txt", recipe="recipes/VoxCeleb/MoCo", base=ARGS)
     check_run("VoxCeleb", out, 4)
     train = (out / "manifests" / "train.csv").read_text()
     assert "id10004" not in train and "id10005" not in train and "id10000/vid0/00000" in train
     ev = tmp_path / "ev"
-    run(["recipes/VoxCeleb/MoCo/verify.py", "recipes/VoxCeleb/MoCo/hparams/verification_cosine.yaml",
-         f"--data_folder={root}/wav", f"--verification_file={root / 'veri_test2.txt'}",
-         f"--pretrain_path={out}", f"--output_folder={ev}", "--device=cpu"])
+    verify(out, f"{root}/wav", ev, trials=root / "veri_test2.txt", recipe="recipes/VoxCeleb/MoCo")
     assert json.load(open(ev / "metrics.json"))["n_trials"] == 4
 
 
 def test_voxceleb_xvector_yaml(tmp_path):
     root = voxceleb_tree(tmp_path / "voxceleb1")
     out = tmp_path / "x"
-    run(["recipes/VoxCeleb/MoCo/train_moco.py", "recipes/VoxCeleb/MoCo/hparams/moco_xvector.yaml",
-         f"--data_folder={root}", f"--output_folder={out}"] + ARGS)
+    train_moco(root, out, yaml="moco_xvector.yaml", trials=None, recipe="recipes/VoxCeleb/MoCo", base=ARGS)
     assert (out / "train_log.txt").read_text().count("epoch: 1") == 1
     assert not (out / "eval").exists()  # no trial list given: nothing to score
 
@@ -65,10 +61,20 @@ def test_corpus_recipes_require_a_data_folder(tmp_path):
     import subprocess
     import sys
 
-    from test_recipes import ROOT
-    proc = subprocess.run([sys.executable, "recipes/LibriSpeech/MoCo/train_moco.py",
-                           "recipes/LibriSpeech/MoCo/hparams/moco.yaml", f"--output_folder={tmp_path}"],
-                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True)
+    from conftest import ROOT
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "recipes/LibriSpeech/MoCo/train_moco.py",
+            "recipes/LibriSpeech/MoCo/hparams/moco.yaml",
+            f"--output_folder={tmp_path}",
+        ],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0 and "--data_folder is required" in proc.stdout + proc.stderr
 
 
@@ -77,12 +83,23 @@ def test_librispeech_recipe_generates_trials(tmp_path):
     for subset, speakers in (("train-clean-100", range(5)), ("test-clean", range(5, 8))):
         for s in speakers:
             for u in range(6):
-                tone(str(root / subset / f"{100 + s}" / "7" / f"{100 + s}-7-{u:04d}.flac"), 10 * s + u,
-                     fmt="FLAC")
+                tone(
+                    str(root / subset / f"{100 + s}" / "7" / f"{100 + s}-7-{u:04d}.flac"),
+                    10 * s + u,
+                    fmt="FLAC",
+                )
     out = tmp_path / "out"
-    run(["recipes/LibriSpeech/MoCo/train_moco.py", "recipes/LibriSpeech/MoCo/hparams/moco.yaml",
-         f"--data_folder={root}", f"--output_folder={out}", "--n_trial_speakers=3",
-         "--trials_per_speaker=4"] + ARGS)
+    run(
+        [
+            "recipes/LibriSpeech/MoCo/train_moco.py",
+            "recipes/LibriSpeech/MoCo/hparams/moco.yaml",
+            f"--data_folder={root}",
+            f"--output_folder={out}",
+            "--n_trial_speakers=3",
+            "--trials_per_speaker=4",
+        ]
+        + ARGS
+    )
     trials = (out / "manifests" / "trials.txt").read_text().splitlines()
     check_run("LibriSpeech", out, len(trials))
     assert all(line.split()[1].startswith("test-clean/") for line in trials)
@@ -105,9 +122,17 @@ def test_cnceleb_recipe(tmp_path):
         "id00808-enroll test/id00808-singing-01-001.wav 1\n"
         "id00808-enroll test/id00809-singing-01-001.wav 0\n"
         "id00809-enroll test/id00809-singing-01-001.wav 1\n"
-        "id00809-enroll test/id00808-singing-01-001.wav 0\n")
+        "id00809-enroll test/id00808-singing-01-001.wav 0\n"
+    )
     out = tmp_path / "out"
-    run(["recipes/CNCeleb/MoCo/train_moco.py", "recipes/CNCeleb/MoCo/hparams/moco.yaml",
-         f"--data_folder={root}", f"--output_folder={out}"] + ARGS)
+    run(
+        [
+            "recipes/CNCeleb/MoCo/train_moco.py",
+            "recipes/CNCeleb/MoCo/hparams/moco.yaml",
+            f"--data_folder={root}",
+            f"--output_folder={out}",
+        ]
+        + ARGS
+    )
     check_run("CNCeleb", out, 4)
     shutil.rmtree(out / "save")

@@ -9,27 +9,49 @@ import torch
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 WORKER = os.path.join("tests", "integration", "ddp_worker.py")
-ARGS = ["recipes/Folder/MoCo/hparams/moco.yaml", "--channels=16", "--emb_dim=16", "--n_mels=24",
-        "--queue_size=32", "--crop_seconds=0.5", "--num_workers=0", "--number_of_epochs=1",
-        "--valid_ratio=0.1", "--noise_prob=0", "--reverb_prob=0", "--drop_freq_prob=0",
-        "--drop_chunk_prob=0", "--eq_prob=0", "--seed=3", "--optimizer_step_limit=3"]
+ARGS = [
+    "recipes/Folder/MoCo/hparams/moco.yaml",
+    "--channels=16",
+    "--emb_dim=16",
+    "--n_mels=24",
+    "--queue_size=32",
+    "--crop_seconds=0.5",
+    "--num_workers=0",
+    "--number_of_epochs=1",
+    "--valid_ratio=0.1",
+    "--noise_prob=0",
+    "--reverb_prob=0",
+    "--drop_freq_prob=0",
+    "--drop_chunk_prob=0",
+    "--eq_prob=0",
+    "--seed=3",
+    "--optimizer_step_limit=3",
+]
 # The Folder default normalisation is global: its running statistics must be all-reduced, so
 # two processes x 4 rows see the same statistics as one process x 8 (asserted below).
 
 
 def launch(cmd, corpus, out, batch_size, extra):
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", FREEZE_BN="1")
-    proc = subprocess.run(cmd + [WORKER] + ARGS + [f"--data_folder={corpus}", f"--output_folder={out}",
-                                                   f"--batch_size={batch_size}"] + extra,
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        cmd
+        + [WORKER]
+        + ARGS
+        + [f"--data_folder={corpus}", f"--output_folder={out}", f"--batch_size={batch_size}"]
+        + extra,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
 @pytest.fixture(scope="module")
 def runs(tone_corpus, tmp_path_factory):
     base = tmp_path_factory.mktemp("ddp")
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                "--master_port=29533"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533"]
     launch(torchrun, tone_corpus, base / "ddp", 4, ["--distributed_backend=gloo", "--device=cpu"])
     launch([sys.executable], tone_corpus, base / "single", 8, ["--device=cpu"])
     ddp = [torch.load(base / "ddp" / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
@@ -43,8 +65,9 @@ def test_queue_is_identical_on_both_ranks_and_holds_keys_in_rank_order(runs):
     assert torch.equal(q0["keys"], q1["keys"]) and int(q0["ptr"]) == int(q1["ptr"])
     steps = len(ddp[0]["steps"])
     assert steps == 3 and int(q0["ptr"]) == steps * 8 and int(q0["filled"]) == steps * 8
-    expected = torch.cat([torch.cat([ddp[0]["steps"][s]["keys"], ddp[1]["steps"][s]["keys"]])
-                          for s in range(steps)])
+    expected = torch.cat(
+        [torch.cat([ddp[0]["steps"][s]["keys"], ddp[1]["steps"][s]["keys"]]) for s in range(steps)]
+    )
     assert torch.allclose(q0["keys"][: steps * 8], expected, atol=1e-6)
 
 

@@ -13,14 +13,11 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT, TINY
 from speechbrain.inference.speaker import SpeakerRecognition
 
 from speechbrain_moco import verify
 from speechbrain_moco.verification import cosine_score, load_trained_encoder, read_scores
-
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-TINY = ["--channels=16", "--emb_dim=16", "--n_mels=24", "--batch_size=4", "--queue_size=8",
-        "--crop_seconds=0.5", "--num_workers=0", "--number_of_epochs=1", "--device=cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +26,37 @@ def exported(tone_corpus, tmp_path_factory):
     base = tmp_path_factory.mktemp("export")
     out, model_dir = base / "out", base / "model"
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    subprocess.run([sys.executable, "recipes/Folder/MoCo/train_moco.py", "recipes/Folder/MoCo/hparams/moco.yaml",
-                    f"--data_folder={tone_corpus}", "--verification_file=trials.txt",
-                    f"--output_folder={out}"] + TINY, cwd=ROOT, env=env, check=True,
-                   capture_output=True, timeout=600)
-    proc = subprocess.run([sys.executable, "-m", "speechbrain_moco.export",
-                           f"--pretrain_path={out}", f"--model_dir={model_dir}"],
-                          cwd=str(base), env=env, capture_output=True, text=True, timeout=300,
-                          check=False)
+    subprocess.run(
+        [
+            sys.executable,
+            "recipes/Folder/MoCo/train_moco.py",
+            "recipes/Folder/MoCo/hparams/moco.yaml",
+            f"--data_folder={tone_corpus}",
+            "--verification_file=trials.txt",
+            f"--output_folder={out}",
+        ]
+        + TINY,
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "speechbrain_moco.export",
+            f"--pretrain_path={out}",
+            f"--model_dir={model_dir}",
+        ],
+        cwd=str(base),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "model written to" in proc.stdout
     return out, model_dir
@@ -69,10 +89,11 @@ def test_speechbrain_loads_it_and_embeds_like_the_recipe(exported, tone_corpus, 
         torch.testing.assert_close(theirs.reshape(1, -1), ours, rtol=0, atol=1e-5)
         # a padded batch of two lengths
         wavs = torch.zeros(2, a.numel())
-        wavs[0], wavs[1, :b.numel()] = a, b
+        wavs[0], wavs[1, : b.numel()] = a, b
         lens = torch.tensor([1.0, b.numel() / a.numel()])
-        torch.testing.assert_close(model.encode_batch(wavs, lens).reshape(2, -1),
-                                   embed_fn(wavs, lens), rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            model.encode_batch(wavs, lens).reshape(2, -1), embed_fn(wavs, lens), rtol=0, atol=1e-5
+        )
 
 
 def test_verify_files_matches_the_recipe_scores(exported, tone_corpus, capsys):

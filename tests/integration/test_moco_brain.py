@@ -26,25 +26,39 @@ class RecordingBrain(MoCoBrain):
 
 
 def build(corpus, out, brain_class=None, run_opts=None, **overrides):
-    opts = {"data_folder": corpus, "output_folder": str(out), "channels": 16, "emb_dim": 16,
-            "n_mels": 24, "batch_size": 4, "queue_size": 12, "crop_seconds": 0.5,
-            "num_workers": 0, "number_of_epochs": 2, "valid_ratio": 0.1, "seed": 7}
+    opts = {
+        "data_folder": corpus,
+        "output_folder": str(out),
+        "channels": 16,
+        "emb_dim": 16,
+        "n_mels": 24,
+        "batch_size": 4,
+        "queue_size": 12,
+        "crop_seconds": 0.5,
+        "num_workers": 0,
+        "number_of_epochs": 2,
+        "valid_ratio": 0.1,
+        "seed": 7,
+    }
     opts.update(overrides)
     with open(YAML, encoding="utf-8") as f:
         hp = load_hyperpyyaml(f, opts)
-    prepare_folder(corpus, hp["manifest_folder"], verification_file=None,
-                   valid_ratio=hp["valid_ratio"], seed=hp["seed"])
-    data = dict(zip(("train", "valid", "sampler"), RECIPE.dataio_prep(hp, os.path.abspath(corpus))))
+    prepare_folder(
+        corpus, hp["manifest_folder"], verification_file=None, valid_ratio=hp["valid_ratio"], seed=hp["seed"]
+    )
+    data = dict(zip(("train", "valid", "loaders"), RECIPE.dataio_prep(hp, os.path.abspath(corpus))))
     brain = (brain_class or RecordingBrain)(
-        modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp,
-        run_opts=dict({"device": "cpu"}, **(run_opts or {})), checkpointer=hp["checkpointer"])
+        modules=hp["modules"],
+        opt_class=hp["opt_class"],
+        hparams=hp,
+        run_opts=dict({"device": "cpu"}, **(run_opts or {})),
+        checkpointer=hp["checkpointer"],
+    )
     return brain, hp, data
 
 
 def fit(brain, hp, data):
-    brain.fit(hp["epoch_counter"], data["train"], data["valid"],
-              train_loader_kwargs=hp["train_dataloader_options"],
-              valid_loader_kwargs=hp["valid_dataloader_options"])
+    brain.fit(hp["epoch_counter"], data["train"], data["valid"], **data["loaders"])
 
 
 def test_key_branch_gets_no_gradient_and_no_optimiser_slot(tone_corpus, tmp_path):
@@ -68,8 +82,7 @@ def test_validation_pass_leaves_queue_and_key_branch_untouched(tone_corpus, tmp_
     fit(brain, hp, data)
     queue = {k: v.clone() for k, v in brain.modules.queue.state_dict().items()}
     key = {k: v.clone() for k, v in brain.modules.key_model.state_dict().items()}
-    brain.evaluate(data["valid"], test_loader_kwargs=hp["valid_dataloader_options"],
-                   progressbar=False)
+    brain.evaluate(data["valid"], test_loader_kwargs=hp["valid_dataloader_options"], progressbar=False)
     for name, value in brain.modules.queue.state_dict().items():
         assert torch.equal(value, queue[name])
     for name, value in brain.modules.key_model.state_dict().items():
@@ -83,10 +96,19 @@ def test_training_steps_enqueue_keys_and_loss_falls(tone_corpus, tmp_path):
     # The tone corpus's speakers differ by spectrum alone: with the global feature normalisation
     # the pretext is solved from the first steps (losses ~0.01) and cannot fall, so this test of
     # learning uses per-utterance normalisation, where the encoder has to learn the shape.
-    brain, hp, data = build(tone_corpus, tmp_path / "l", number_of_epochs=6, queue_size=8,
-                            noise_prob=0.0, reverb_prob=0.0, drop_freq_prob=0.0, drop_chunk_prob=0.0,
-                            eq_prob=0.0,
-                            feature_norm="sentence", feature_std_norm=False)
+    brain, hp, data = build(
+        tone_corpus,
+        tmp_path / "l",
+        number_of_epochs=6,
+        queue_size=8,
+        noise_prob=0.0,
+        reverb_prob=0.0,
+        drop_freq_prob=0.0,
+        drop_chunk_prob=0.0,
+        eq_prob=0.0,
+        feature_norm="sentence",
+        feature_std_norm=False,
+    )
     fit(brain, hp, data)
     steps = len(brain.losses)
     assert int(brain.modules.queue.filled) == 8
@@ -101,8 +123,10 @@ def test_training_steps_enqueue_keys_and_loss_falls(tone_corpus, tmp_path):
 def test_checkpoint_restores_queue_encoders_and_step(tone_corpus, tmp_path):
     brain, hp, data = build(tone_corpus, tmp_path / "c", number_of_epochs=1)
     fit(brain, hp, data)
-    saved = {name: {k: v.clone() for k, v in brain.modules[name].state_dict().items()}
-             for name in ("queue", "embedding_model", "key_model")}
+    saved = {
+        name: {k: v.clone() for k, v in brain.modules[name].state_dict().items()}
+        for name in ("queue", "embedding_model", "key_model")
+    }
     step = brain.optimizer_step
     fresh, hp2, _ = build(tone_corpus, tmp_path / "c", number_of_epochs=1, seed=99)
     fresh.checkpointer.recover_if_possible()
@@ -146,9 +170,11 @@ class NaNBrain(RecordingBrain):
         return loss
 
     def fit_batch(self, batch):
-        before = (int(self.modules.queue.ptr),
-                  {k: v.clone() for k, v in self.modules.embedding_model.state_dict().items()},
-                  {k: v.clone() for k, v in self.modules.key_model.state_dict().items()})
+        before = (
+            int(self.modules.queue.ptr),
+            {k: v.clone() for k, v in self.modules.embedding_model.state_dict().items()},
+            {k: v.clone() for k, v in self.modules.key_model.state_dict().items()},
+        )
         loss = super().fit_batch(batch)
         self.snapshots = getattr(self, "snapshots", []) + [(self.step, before)]
         return loss
@@ -170,8 +196,13 @@ def test_nan_loss_skips_the_step_without_side_effects(tone_corpus, tmp_path):
 def test_nan_patience_stops_with_a_clear_message(tone_corpus, tmp_path):
     NaNBrain.nan_steps = None
     try:
-        brain, hp, data = build(tone_corpus, tmp_path / "p", brain_class=NaNBrain,
-                                run_opts={"nonfinite_patience": 2}, number_of_epochs=1)
+        brain, hp, data = build(
+            tone_corpus,
+            tmp_path / "p",
+            brain_class=NaNBrain,
+            run_opts={"nonfinite_patience": 2},
+            number_of_epochs=1,
+        )
         with pytest.raises(RuntimeError, match="3 non-finite losses in a row"):
             fit(brain, hp, data)
         assert brain.skipped_steps == 3
@@ -180,8 +211,7 @@ def test_nan_patience_stops_with_a_clear_message(tone_corpus, tmp_path):
 
 
 def test_bf16_training_keeps_the_queue_in_float32(tone_corpus, tmp_path):
-    brain, hp, data = build(tone_corpus, tmp_path / "b", run_opts={"precision": "bf16"},
-                            number_of_epochs=1)
+    brain, hp, data = build(tone_corpus, tmp_path / "b", run_opts={"precision": "bf16"}, number_of_epochs=1)
     fit(brain, hp, data)
     assert brain.modules.queue.keys.dtype == torch.float32
     assert all(math.isfinite(v) for v in brain.losses)

@@ -9,10 +9,22 @@ import time
 import torch
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-ARGS = ["recipes/Folder/MoCo/train_moco.py", "recipes/Folder/MoCo/hparams/moco.yaml",
-        "--channels=16", "--emb_dim=16", "--n_mels=24", "--batch_size=4", "--queue_size=12",
-        "--crop_seconds=0.5", "--num_workers=0", "--number_of_epochs=3", "--valid_ratio=0.1",
-        "--seed=5", "--ckpt_interval_steps=2", "--device=cpu"]
+ARGS = [
+    "recipes/Folder/MoCo/train_moco.py",
+    "recipes/Folder/MoCo/hparams/moco.yaml",
+    "--channels=16",
+    "--emb_dim=16",
+    "--n_mels=24",
+    "--batch_size=4",
+    "--queue_size=12",
+    "--crop_seconds=0.5",
+    "--num_workers=0",
+    "--number_of_epochs=3",
+    "--valid_ratio=0.1",
+    "--seed=5",
+    "--ckpt_interval_steps=2",
+    "--device=cpu",
+]
 
 
 def command(corpus, out):
@@ -23,8 +35,10 @@ def final_state(out):
     save = os.path.join(out, "save")
     ckpts = sorted(d for d in os.listdir(save) if d.startswith("CKPT"))
     last = max(ckpts, key=lambda d: os.path.getmtime(os.path.join(save, d, "CKPT.yaml")))
-    return {name: torch.load(os.path.join(save, last, f"{name}.ckpt"), weights_only=False)
-            for name in ("embedding_model", "key_model", "queue")}
+    return {
+        name: torch.load(os.path.join(save, last, f"{name}.ckpt"), weights_only=False)
+        for name in ("embedding_model", "key_model", "queue")
+    }
 
 
 def intra_epoch_checkpoint_in_epoch(out, epoch):
@@ -44,10 +58,10 @@ def intra_epoch_checkpoint_in_epoch(out, epoch):
 def test_sigkill_mid_epoch_then_rerun_matches_uninterrupted(tone_corpus, tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT)
     ref, killed = tmp_path / "ref", tmp_path / "killed"
-    subprocess.run(command(tone_corpus, ref), cwd=ROOT, env=env, check=True,
-                   capture_output=True, timeout=600)
-    proc = subprocess.Popen(command(tone_corpus, killed), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(command(tone_corpus, ref), cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+    proc = subprocess.Popen(
+        command(tone_corpus, killed), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while not intra_epoch_checkpoint_in_epoch(killed, 2):
         assert proc.poll() is None, "training ended before it could be killed"
@@ -56,8 +70,9 @@ def test_sigkill_mid_epoch_then_rerun_matches_uninterrupted(tone_corpus, tmp_pat
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (killed / "eval" / "metrics.json").exists()
-    done = subprocess.run(command(tone_corpus, killed), cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        command(tone_corpus, killed), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     a, b = final_state(ref), final_state(killed)
     for name in a:

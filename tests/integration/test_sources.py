@@ -5,10 +5,9 @@ import json
 import os
 
 import pytest
-from conftest import write_tone_corpus
+from conftest import TINY, run, write_tone_corpus
 from hyperpyyaml import load_hyperpyyaml
 from test_moco_brain import YAML, build, fit
-from test_recipes import TINY, run
 
 from data_prep.folder_prepare import prepare_folder
 
@@ -16,15 +15,25 @@ from data_prep.folder_prepare import prepare_folder
 def test_two_sources_are_drawn_by_weight(tone_corpus, tmp_path):
     second = write_tone_corpus(str(tmp_path / "second"), n_speakers=4, n_utts=8, seed=3)
     out = tmp_path / "out"
-    run(["recipes/Folder/MoCo/train_moco.py", "recipes/Folder/MoCo/hparams/moco.yaml",
-         f"--data_folder={tone_corpus}", f"--output_folder={out}", "--main_weight=3.0",
-         f"--extra_sources=[{{data_folder: {second}, weight: 1.0, name: second, prep: folder}}]"]
-        + [a for a in TINY if "number_of_epochs" not in a] + ["--number_of_epochs=3"])
+    run(
+        [
+            "recipes/Folder/MoCo/train_moco.py",
+            "recipes/Folder/MoCo/hparams/moco.yaml",
+            f"--data_folder={tone_corpus}",
+            f"--output_folder={out}",
+            "--main_weight=3.0",
+            f"--extra_sources=[{{data_folder: {second}, weight: 1.0, name: second, prep: folder}}]",
+        ]
+        + [a for a in TINY if "number_of_epochs" not in a]
+        + ["--number_of_epochs=3"]
+    )
     rows = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     main = sum(r["crops_main"] for r in rows)
     other = sum(r["crops_second"] for r in rows)
-    n_utts = sum(len(m.read_text().splitlines()) - 1 for m in
-                 (out / "manifests" / "train.csv", out / "manifests" / "second" / "train.csv"))
+    n_utts = sum(
+        len(m.read_text().splitlines()) - 1
+        for m in (out / "manifests" / "train.csv", out / "manifests" / "second" / "train.csv")
+    )
     assert main + other == 3 * (n_utts // 4) * 4  # 3 epochs of full batches of 4 pairs
     share = main / (main + other)
     assert abs(share - 0.75) < 0.12, share  # 3 sigma of a binomial over ~180 draws is 0.10
@@ -39,8 +48,9 @@ def test_vanished_and_corrupt_files_are_skipped_and_reported(tmp_path, cached):
     corpus = write_tone_corpus(str(tmp_path / "c"), n_speakers=6, n_utts=6, seed=1)
     cache = str(tmp_path / "o" / "audio_cache") if cached else None
     with open(YAML, encoding="utf-8") as f:  # the manifest is written while every file reads
-        hp = load_hyperpyyaml(f, {"data_folder": corpus, "output_folder": str(tmp_path / "o"),
-                                  "valid_ratio": 0.1, "seed": 7})
+        hp = load_hyperpyyaml(
+            f, {"data_folder": corpus, "output_folder": str(tmp_path / "o"), "valid_ratio": 0.1, "seed": 7}
+        )
     prepare_folder(corpus, hp["manifest_folder"], verification_file=None, valid_ratio=0.1, seed=7)
     with open(hp["train_annotation"]) as f:
         rows = list(csv.DictReader(f))

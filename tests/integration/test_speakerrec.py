@@ -6,11 +6,18 @@ import subprocess
 import sys
 
 import torch
-from test_recipes import ROOT, check_metrics, run
+from conftest import ROOT, check_metrics, run, train_moco, verify
 
 SUP = "recipes/Folder/SpeakerRec"
-SMALL = ["--channels=16", "--emb_dim=16", "--n_mels=24", "--batch_size=4", "--crop_seconds=0.5",
-         "--num_workers=0", "--device=cpu"]
+SMALL = [
+    "--channels=16",
+    "--emb_dim=16",
+    "--n_mels=24",
+    "--batch_size=4",
+    "--crop_seconds=0.5",
+    "--num_workers=0",
+    "--device=cpu",
+]
 
 
 def latest_encoder(run_folder):
@@ -20,20 +27,24 @@ def latest_encoder(run_folder):
 
 
 def moco_run(tone_corpus, out):
-    run(["recipes/Folder/MoCo/train_moco.py", "recipes/Folder/MoCo/hparams/moco.yaml",
-         f"--data_folder={tone_corpus}", "--verification_file=trials.txt", f"--output_folder={out}",
-         "--queue_size=8", "--number_of_epochs=1"] + SMALL)
+    train_moco(tone_corpus, out, "--queue_size=8", "--number_of_epochs=1", base=SMALL)
     return out
 
 
 def test_init_from_moco_then_verify_and_pseudo_labels(tone_corpus, tmp_path):
     moco = moco_run(tone_corpus, tmp_path / "moco")
-    train = [f"{SUP}/train_speaker_embeddings.py", f"{SUP}/hparams/train_ecapa.yaml",
-             f"--data_folder={tone_corpus}", "--verification_file=trials.txt"] + SMALL
+    train = [
+        f"{SUP}/train_speaker_embeddings.py",
+        f"{SUP}/hparams/train_ecapa.yaml",
+        f"--data_folder={tone_corpus}",
+        "--verification_file=trials.txt",
+    ] + SMALL
     # one epoch with the encoder frozen: the saved encoder is exactly the MoCo query encoder
     frozen = tmp_path / "frozen"
-    out = run(train + [f"--output_folder={frozen}", f"--init_from={moco}", "--freeze_epochs=1",
-                       "--number_of_epochs=1"])
+    out = run(
+        train
+        + [f"--output_folder={frozen}", f"--init_from={moco}", "--freeze_epochs=1", "--number_of_epochs=1"]
+    )
     assert "EER:" in out
     moco_state, frozen_state = latest_encoder(moco), latest_encoder(frozen)
     assert moco_state.keys() == frozen_state.keys()
@@ -47,38 +58,65 @@ def test_init_from_moco_then_verify_and_pseudo_labels(tone_corpus, tmp_path):
     assert "the initialised encoder is never fine-tuned" in (frozen / "log.txt").read_text()
     # unfrozen, the encoder moves away from the initialisation
     tuned = tmp_path / "tuned"
-    run(train + [f"--output_folder={tuned}", f"--init_from={moco}", "--freeze_epochs=0",
-                 "--number_of_epochs=1"])
-    assert not torch.equal(latest_encoder(tuned)["blocks.0.conv.conv.weight"],
-                           moco_state["blocks.0.conv.conv.weight"])
+    run(
+        train
+        + [f"--output_folder={tuned}", f"--init_from={moco}", "--freeze_epochs=0", "--number_of_epochs=1"]
+    )
+    assert not torch.equal(
+        latest_encoder(tuned)["blocks.0.conv.conv.weight"], moco_state["blocks.0.conv.conv.weight"]
+    )
     assert "never fine-tuned" not in (tuned / "log.txt").read_text()
     # the foundation's verify.py scores a supervised run like a MoCo run
     ev = tmp_path / "eval"
-    run(["recipes/Folder/MoCo/verify.py", "recipes/Folder/MoCo/hparams/verification_cosine.yaml",
-         f"--data_folder={tone_corpus}", "--verification_file=trials.txt", f"--pretrain_path={tuned}",
-         f"--output_folder={ev}", "--device=cpu"])
+    verify(tuned, tone_corpus, ev)
     check_metrics(ev / "metrics.json", 4)
     assert (ev / "scores.txt").read_text() == (tuned / "eval" / "scores.txt").read_text()
     # pseudo-labels from the MoCo run, then supervised training on them
     pl = tmp_path / "pl"
-    out = run([f"{SUP}/pseudo_labels.py", f"{SUP}/hparams/pseudo_labels.yaml", f"--pretrain_path={moco}",
-               f"--output_folder={pl}", "--n_clusters=3", "--keep_ratio=0.9", "--device=cpu"])
+    out = run(
+        [
+            f"{SUP}/pseudo_labels.py",
+            f"{SUP}/hparams/pseudo_labels.yaml",
+            f"--pretrain_path={moco}",
+            f"--output_folder={pl}",
+            "--n_clusters=3",
+            "--keep_ratio=0.9",
+            "--device=cpu",
+        ]
+    )
     report = json.load(open(pl / "clusters.json"))
-    assert report["n_clusters"] == 3 and report["train_rows"] == len(
-        (moco / "manifests" / "train.csv").read_text().splitlines()) - 1
+    assert (
+        report["n_clusters"] == 3
+        and report["train_rows"] == len((moco / "manifests" / "train.csv").read_text().splitlines()) - 1
+    )
     assert 0.0 <= report["quality_all"]["purity"] <= 1.0
     plrun = tmp_path / "plrun"
-    run(train + [f"--output_folder={plrun}", f"--init_from={moco}", "--number_of_epochs=1",
-                 f"--train_annotation={pl}/train.csv", f"--valid_annotation={pl}/valid.csv"])
+    run(
+        train
+        + [
+            f"--output_folder={plrun}",
+            f"--init_from={moco}",
+            "--number_of_epochs=1",
+            f"--train_annotation={pl}/train.csv",
+            f"--valid_annotation={pl}/valid.csv",
+        ]
+    )
     assert json.load(open(plrun / "run_info.json"))["n_speakers"] == report["train_speakers"]
 
 
 def test_init_from_mismatched_architecture_fails_clearly(tone_corpus, tmp_path):
     moco = moco_run(tone_corpus, tmp_path / "moco")
     env = dict(os.environ, PYTHONPATH=ROOT)
-    args = [sys.executable, f"{SUP}/train_speaker_embeddings.py", f"{SUP}/hparams/train_ecapa.yaml",
-            f"--data_folder={tone_corpus}", "--verification_file=trials.txt",
-            f"--output_folder={tmp_path / 'wide'}", f"--init_from={moco}", "--number_of_epochs=1"]
+    args = [
+        sys.executable,
+        f"{SUP}/train_speaker_embeddings.py",
+        f"{SUP}/hparams/train_ecapa.yaml",
+        f"--data_folder={tone_corpus}",
+        "--verification_file=trials.txt",
+        f"--output_folder={tmp_path / 'wide'}",
+        f"--init_from={moco}",
+        "--number_of_epochs=1",
+    ]
     args += [a if not a.startswith("--channels") else "--channels=24" for a in SMALL]
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     log = proc.stdout + proc.stderr  # SpeechBrain's logger may print the traceback to stdout
@@ -97,9 +135,9 @@ def test_compare_writes_table_and_det(tmp_path):
     corpus = write_tone_corpus(str(tmp_path / "tones"), n_speakers=8, n_utts=6)
     os.remove(os.path.join(corpus, "trials.txt"))  # the split generates its own list
     out = tmp_path / "cmp"
-    stdout = run([f"{SUP}/compare.py", f"--data_folder={corpus}", f"--output_folder={out}",
-                  "--n_clusters=4", "--rounds=1", "--stage_args=" + " ".join(
-                      SMALL[:-1] + ["--number_of_epochs=1"])], timeout=900)
+    compare = [f"{SUP}/compare.py", f"--data_folder={corpus}", f"--output_folder={out}", "--n_clusters=4"]
+    compare += ["--rounds=1", "--stage_args=" + " ".join(SMALL[:-1] + ["--number_of_epochs=1"])]
+    stdout = run(compare, timeout=900)
     result = json.load(open(out / "comparison.json"))
     assert [r["system"] for r in result["systems"]] == ["moco", "scratch", "moco_init", "pl1"]
     assert result["n_train_speakers"] == 4 and result["n_test_speakers"] == 4
@@ -115,26 +153,42 @@ def test_compare_writes_table_and_det(tmp_path):
         assert rows and not {r.split(",")[-1] for r in rows} & test_spk
     # a second call reuses every stage
     marker = (out / "moco.done.json").stat().st_mtime
-    run([f"{SUP}/compare.py", f"--data_folder={corpus}", f"--output_folder={out}", "--n_clusters=4",
-         "--rounds=1", "--stage_args=" + " ".join(SMALL[:-1] + ["--number_of_epochs=1"])])
+    run(compare)
     assert (out / "moco.done.json").stat().st_mtime == marker
     # more systems: the done ones are reused; an encoder-LR variant, a shorter supervised schedule
     # (its own --number_of_epochs wins over --stage_args') and a second seed are added
-    stdout = run([f"{SUP}/compare.py", f"--data_folder={corpus}", f"--output_folder={out}",
-                  "--n_clusters=4", "--rounds=1", "--encoder_lr_scale=0.5", "--short_epochs=2",
-                  "--freeze_epochs=0", "--seeds", "3",
-                  "--stage_args=" + " ".join(SMALL[:-1] + ["--number_of_epochs=1"])],
-                 timeout=900)
+    variants = ["--encoder_lr_scale=0.5", "--short_epochs=2", "--freeze_epochs=0", "--seeds", "3"]
+    stdout = run(compare + variants, timeout=900)
     assert (out / "moco.done.json").stat().st_mtime == marker
     result = json.load(open(out / "comparison.json"))
     assert [r["system"] for r in result["systems"]] == [
-        "moco", "scratch", "moco_init", "pl1", "moco_init_lr0.5", "scratch_e2", "moco_init_e2",
-        "moco_init_frz0", "scratch_seed3", "moco_init_seed3", "moco_init_lr0.5_seed3",
-        "scratch_e2_seed3", "moco_init_e2_seed3", "moco_init_frz0_seed3"]
+        "moco",
+        "scratch",
+        "moco_init",
+        "pl1",
+        "moco_init_lr0.5",
+        "scratch_e2",
+        "moco_init_e2",
+        "moco_init_frz0",
+        "scratch_seed3",
+        "moco_init_seed3",
+        "moco_init_lr0.5_seed3",
+        "scratch_e2_seed3",
+        "moco_init_e2_seed3",
+        "moco_init_frz0_seed3",
+    ]
     assert sorted(result["moco_init_vs_scratch_eer_change_percent"]["trials.txt"]) == [
-        "moco_init", "moco_init_e2", "moco_init_frz0", "moco_init_lr0.5"]
-    assert result["change_reference"] == {"moco_init": "scratch", "moco_init_lr0.5": "scratch",
-                                          "moco_init_e2": "scratch_e2", "moco_init_frz0": "scratch"}
+        "moco_init",
+        "moco_init_e2",
+        "moco_init_frz0",
+        "moco_init_lr0.5",
+    ]
+    assert result["change_reference"] == {
+        "moco_init": "scratch",
+        "moco_init_lr0.5": "scratch",
+        "moco_init_e2": "scratch_e2",
+        "moco_init_frz0": "scratch",
+    }
     # the yaml's freeze (3 epochs) for MoCo-init, none for the --freeze_epochs=0 variant
     for system, freeze in (("moco_init_seed3", 3), ("moco_init_frz0_seed3", 0), ("scratch_seed3", 0)):
         assert json.load(open(out / system / "run_info.json"))["freeze_epochs"] == freeze, system
@@ -152,11 +206,23 @@ def test_supervised_recipe_under_torchrun_with_two_processes(tone_corpus, tmp_pa
     moco = moco_run(tone_corpus, tmp_path / "moco")
     out = tmp_path / "ddp"
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29541",
-           f"{SUP}/train_speaker_embeddings.py", f"{SUP}/hparams/train_ecapa.yaml",
-           f"--data_folder={tone_corpus}", "--verification_file=trials.txt", f"--output_folder={out}",
-           f"--init_from={moco}", "--freeze_epochs=1", "--number_of_epochs=2", "--batch_size=2",
-           "--distributed_backend=gloo"] + [a for a in SMALL if not a.startswith("--batch_size")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29541",
+        f"{SUP}/train_speaker_embeddings.py",
+        f"{SUP}/hparams/train_ecapa.yaml",
+        f"--data_folder={tone_corpus}",
+        "--verification_file=trials.txt",
+        f"--output_folder={out}",
+        f"--init_from={moco}",
+        "--freeze_epochs=1",
+        "--number_of_epochs=2",
+        "--batch_size=2",
+        "--distributed_backend=gloo",
+    ] + [a for a in SMALL if not a.startswith("--batch_size")]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     history = [json.loads(line) for line in open(out / "history.jsonl")]

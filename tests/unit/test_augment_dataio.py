@@ -63,8 +63,9 @@ def test_reverb_fft_equals_time_domain_convolution():
     rev.rirs, rev.peaks = rir.unsqueeze(0), torch.zeros(1, dtype=torch.long)
     x = torch.randn(1, 400)
     y = rev(x)
-    full = torch.nn.functional.conv1d(x.view(1, 1, -1), rir.flip(0).view(1, 1, -1),
-                                      padding=rir.numel() - 1).view(-1)[:400]
+    full = torch.nn.functional.conv1d(
+        x.view(1, 1, -1), rir.flip(0).view(1, 1, -1), padding=rir.numel() - 1
+    ).view(-1)[:400]
     full = full * _rms(x) / _rms(full.view(1, -1))
     assert torch.allclose(y.view(-1), full.view(-1), atol=1e-4)
 
@@ -145,7 +146,7 @@ def test_two_crops_deterministic_per_epoch_and_in_range(tmp_path):
     # each crop is a contiguous slice of the file
     for v in (v1, v2):
         start = int(round(float(v[0]) * 16000))
-        assert torch.allclose(v, torch.from_numpy(wav[start:start + 4000]))
+        assert torch.allclose(v, torch.from_numpy(wav[start : start + 4000]))
     again = TwoCrops(0.25, 16000, seed=3)(str(tmp_path / "a.wav"), 0, 16000, "a")
     assert torch.equal(again[0], v1) and torch.equal(again[1], v2)
     crops.set_epoch(1)
@@ -204,8 +205,10 @@ def test_two_view_dataset_rows_align(tmp_path):
     for i in range(2):
         sf.write(tmp_path / f"u{i}.wav", np.full(8000, i + 1, dtype=np.float32) / 4, 16000)
     csv = tmp_path / "m.csv"
-    csv.write_text("ID,duration,wav,start,stop,spk_id\n"
-                   "u0,0.5,$data_root/u0.wav,0,8000,s0\nu1,0.5,$data_root/u1.wav,0,8000,s1\n")
+    csv.write_text(
+        "ID,duration,wav,start,stop,spk_id\n"
+        "u0,0.5,$data_root/u0.wav,0,8000,s0\nu1,0.5,$data_root/u1.wav,0,8000,s1\n"
+    )
     data = two_view_dataset(str(csv), str(tmp_path), TwoCrops(0.1, 16000))
     for i in range(2):
         item = data[i]
@@ -228,8 +231,10 @@ def test_noise_manifest_segments_load_only_their_samples(tmp_path):
     sig = np.concatenate([np.full(1000, 0.1), np.full(1000, 0.4)]).astype(np.float32)
     sf.write(tmp_path / "n.wav", sig, 16000, subtype="FLOAT")
     csv = tmp_path / "noise.csv"
-    csv.write_text("ID,duration,wav,start,stop\n"
-                   f"a,0.06,{tmp_path / 'n.wav'},0,1000\nb,0.06,{tmp_path / 'n.wav'},1000,2000\n")
+    csv.write_text(
+        "ID,duration,wav,start,stop\n"
+        f"a,0.06,{tmp_path / 'n.wav'},0,1000\nb,0.06,{tmp_path / 'n.wav'},1000,2000\n"
+    )
     aug = AddNoiseBank(csv_file=str(csv))
     aug._load()
     assert [w.numel() for w in aug.bank] == [1000, 1000]

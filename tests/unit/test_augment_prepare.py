@@ -120,16 +120,20 @@ def test_rirs_noises_layout(tmp_path):
     _wav(root / "pointsource_noises" / "noise-free-sound-0001.wav", 2000)
     path = prepare_rir(root, tmp_path / "rir.csv")
     ids = [r["ID"] for r in _rows(path)]
-    assert ids == ["simulated_rirs/mediumroom/Room002/Room002-00003",
-                   "simulated_rirs/smallroom/Room001/Room001-00001",
-                   "real_rirs_isotropic_noises/RVB2014_type1_rir_largeroom1_far_angla",
-                   "real_rirs_isotropic_noises/air_type1_air_binaural_stairway_1_1_90"]
+    assert ids == [
+        "simulated_rirs/mediumroom/Room002/Room002-00003",
+        "simulated_rirs/smallroom/Room001/Room001-00001",
+        "real_rirs_isotropic_noises/RVB2014_type1_rir_largeroom1_far_angla",
+        "real_rirs_isotropic_noises/air_type1_air_binaural_stairway_1_1_90",
+    ]
     (real / "rir_list").write_text(
         "--rir-id RVB2014_type1_rir_largeroom1_far_angla --room-id largeroom1 "
-        "real_rirs_isotropic_noises/RVB2014_type1_rir_largeroom1_far_angla.wav\n")
+        "real_rirs_isotropic_noises/RVB2014_type1_rir_largeroom1_far_angla.wav\n"
+    )
     rows = _rows(prepare_rir(root, tmp_path / "real.csv", types=("real",)))
     assert [(r["ID"], r["channels"]) for r in rows] == [
-        ("real_rirs_isotropic_noises/RVB2014_type1_rir_largeroom1_far_angla", "2")]
+        ("real_rirs_isotropic_noises/RVB2014_type1_rir_largeroom1_far_angla", "2")
+    ]
     (real / "rir_list").write_text("--rir-id x real_rirs_isotropic_noises/missing.wav\n")
     with pytest.raises(ValueError, match=r"rir_list:1: 'real_rirs_isotropic_noises/missing.wav'"):
         prepare_rir(root, tmp_path / "real.csv", types=("real",))

@@ -38,8 +38,7 @@ def test_plda_beats_cosine_with_anisotropic_within_speaker_noise(data):
     cos_eer, _ = compute_eer(CosineScorer().fit(train).score(enrol, test), labels)
     plda = PLDAScorer().fit(train, train_labels)
     plda_eer, _ = compute_eer(plda.score(enrol, test), labels)
-    lda_eer, _ = compute_eer(PLDAScorer(lda_dim=10).fit(train, train_labels).score(enrol, test),
-                             labels)
+    lda_eer, _ = compute_eer(PLDAScorer(lda_dim=10).fit(train, train_labels).score(enrol, test), labels)
     assert cos_eer > 0.2
     assert plda_eer < 0.05 and lda_eer < 0.05
     assert plda_eer < cos_eer / 4
@@ -53,13 +52,18 @@ def test_plda_paired_scores_equal_speechbrain_fast_scoring(data):
     def stat(x, prefix):
         ids = np.array([f"{prefix}{i}" for i in range(len(x))], dtype=object)
         none = np.array([None] * len(x))
-        return StatObject_SB(modelset=ids, segset=ids, start=none, stop=none,
-                             stat0=np.ones((len(x), 1)), stat1=plda.project(x))
+        return StatObject_SB(
+            modelset=ids, segset=ids, start=none, stop=none, stat0=np.ones((len(x), 1)), stat1=plda.project(x)
+        )
 
-    ref = fast_PLDA_scoring(stat(e, "e"), stat(t, "t"),
-                            Ndx(models=np.array([f"e{i}" for i in range(5)]),
-                                testsegs=np.array([f"t{i}" for i in range(7)])),
-                            plda.plda.mean, plda.plda.F, plda.plda.Sigma).scoremat
+    ref = fast_PLDA_scoring(
+        stat(e, "e"),
+        stat(t, "t"),
+        Ndx(models=np.array([f"e{i}" for i in range(5)]), testsegs=np.array([f"t{i}" for i in range(7)])),
+        plda.plda.mean,
+        plda.plda.F,
+        plda.plda.Sigma,
+    ).scoremat
     matrix = plda.score_matrix(e.double(), t.double())
     np.testing.assert_allclose(matrix.numpy(), ref, rtol=1e-9, atol=1e-8)
     ii, jj = np.meshgrid(np.arange(5), np.arange(7), indexing="ij")
@@ -91,15 +95,17 @@ def test_cosine_mean_subtraction_removes_a_shared_offset():
         CosineScorer(mean_subtraction=True).score(test[:1], test[1:2])
 
 
-@pytest.mark.parametrize("scorer", [CosineScorer(), CosineScorer(mean_subtraction=True),
-                                    PLDAScorer(lda_dim=8)])
+@pytest.mark.parametrize(
+    "scorer", [CosineScorer(), CosineScorer(mean_subtraction=True), PLDAScorer(lda_dim=8)]
+)
 def test_score_matrix_diagonal_equals_paired_scores(data, scorer):
     train, train_labels, enrol, test, _ = data
     scorer.fit(train, train_labels)
     matrix = scorer.score_matrix(enrol[:6], test[:6])
     assert matrix.shape == (6, 6)
-    torch.testing.assert_close(torch.diagonal(matrix), scorer.score(enrol[:6], test[:6]),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        torch.diagonal(matrix), scorer.score(enrol[:6], test[:6]), rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("method", ["kmeans", "agglomerative"])
@@ -121,8 +127,9 @@ def test_plda_on_pseudo_labels_needs_no_speaker_labels():
     rng = np.random.default_rng(3)
     rotation = np.eye(DIM)
     train, _ = gaussian_speakers(30, 10, rng, rotation)
-    train = train * 0.2 + torch.tensor(rng.normal(size=(30, DIM)) * 3, dtype=torch.float32
-                                       ).repeat_interleave(10, dim=0)
+    train = train * 0.2 + torch.tensor(rng.normal(size=(30, DIM)) * 3, dtype=torch.float32).repeat_interleave(
+        10, dim=0
+    )
     scorer = PLDAScorer(n_clusters=30, cluster_method="agglomerative").fit(train)
     assert scorer.score(train[:3], train[3:6]).shape == (3,)
     with pytest.raises(ValueError, match="train_labels or n_clusters"):

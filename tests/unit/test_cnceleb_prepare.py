@@ -23,8 +23,12 @@ def _n(name):
     return 3200 + 160 * (sum(map(ord, name)) % 19)
 
 
-TRAIN1 = {"id00000": ["singing-01-001", "speech-01-002"], "id00001": ["interview-02-001"],
-          "id00800": ["vlog-01-001"], "id00801": ["drama-03-004"]}  # last two: eval speakers
+TRAIN1 = {
+    "id00000": ["singing-01-001", "speech-01-002"],
+    "id00001": ["interview-02-001"],
+    "id00800": ["vlog-01-001"],
+    "id00801": ["drama-03-004"],
+}  # last two: eval speakers
 TRAIN2 = {"id10000": ["live_broadcast-01-001", "play-01-002"]}
 ENROL = ["id00800-enroll", "id00801-enroll"]
 TEST = ["id00800-singing-01-001", "id00801-speech-02-003", "id00801-vlog-01-007"]
@@ -61,8 +65,12 @@ def test_rows_eval_and_trials(cn, tmp_path):
     train, dev = read_manifest(out["train"]), read_manifest(out["dev"])
     assert len(dev) == 1
     assert sorted(r["ID"] for r in train + dev) == [
-        "id00000/singing-01-001", "id00000/speech-01-002", "id00001/interview-02-001",
-        "id10000/live_broadcast-01-001", "id10000/play-01-002"]  # id00800/id00801 excluded
+        "id00000/singing-01-001",
+        "id00000/speech-01-002",
+        "id00001/interview-02-001",
+        "id10000/live_broadcast-01-001",
+        "id10000/play-01-002",
+    ]  # id00800/id00801 excluded
     for r in train + dev:
         spk, utt = r["ID"].split("/")
         root = "CN-Celeb_flac" if spk < "id1" else "CN-Celeb2_flac"
@@ -70,7 +78,8 @@ def test_rows_eval_and_trials(cn, tmp_path):
         assert (r["start"], r["stop"], r["duration"]) == (0, _n(spk + utt), _n(spk + utt) / SR)
     enrol, test = read_manifest(out["enrol"]), read_manifest(out["test"])
     assert [(r["ID"], r["spk_id"], r["stop"]) for r in enrol] == [
-        (f"eval/enroll/{e}", e[:7], _n(e)) for e in ENROL]
+        (f"eval/enroll/{e}", e[:7], _n(e)) for e in ENROL
+    ]
     assert [r["ID"] for r in test] == [f"eval/test/{t}" for t in TEST]
     assert test[0]["wav"] == f"$data_root/CN-Celeb_flac/eval/test/{TEST[0]}.flac"
     trials = read_trials(out["trials"])
@@ -78,8 +87,7 @@ def test_rows_eval_and_trials(cn, tmp_path):
     t0, t1, t2 = (f"CN-Celeb_flac/eval/test/{t}.flac" for t in TEST)
     assert trials == [(1, e0, t0), (0, e0, t1), (1, e1, t2), (0, e1, t0)]
     # The scoring stage reads the trial file with data_folder = $data_root.
-    rows = read_manifest(trial_manifest(trials, str(tmp_path), str(tmp_path / "t.csv"),
-                                        out["trials"]))
+    rows = read_manifest(trial_manifest(trials, str(tmp_path), str(tmp_path / "t.csv"), out["trials"]))
     assert len(rows) == 5
     opts = json.loads((tmp_path / "s" / "prepare_options.json").read_text())
     assert opts["eval_root"] == str(cn1) and opts["data_root"] == str(tmp_path)
@@ -90,7 +98,9 @@ def test_cnceleb2_only_and_chunks(cn, tmp_path):
     assert set(out) == {"train", "skipped", "data_root"}
     rows = read_manifest(out["train"])
     assert {r["ID"].rsplit("_", 2)[0] for r in rows} == {
-        "id10000/live_broadcast-01-001", "id10000/play-01-002"}
+        "id10000/live_broadcast-01-001",
+        "id10000/play-01-002",
+    }
     assert all(r["stop"] - r["start"] == 3200 and r["duration"] == 0.2 for r in rows)
     assert rows[0]["wav"] == "$data_root/data/id10000/live_broadcast-01-001.flac"
 
@@ -109,8 +119,11 @@ def test_bad_inputs(cn, tmp_path):
     lists = cn1 / "eval" / "lists"
     trials = (lists / "trials.lst").read_text()
     (lists / "trials.lst").write_text(trials + "id00801-enroll test/id00809-x-01-001.flac 0\n")
-    with pytest.raises(ValueError, match=r"trials.lst:5: 'test/id00809-x-01-001.flac' names a "
-                                         "file that does not exist"):
+    with pytest.raises(
+        ValueError,
+        match=r"trials.lst:5: 'test/id00809-x-01-001.flac' names a "
+        "file that does not exist",
+    ):
         prepare_cnceleb(cn1, tmp_path / "s")
     (lists / "trials.lst").write_text(trials + "id00802-enroll test/id00800-singing-01-001 1\n")
     with pytest.raises(ValueError, match=r"trials.lst:5: enrolment 'id00802-enroll' is not in"):
@@ -119,19 +132,20 @@ def test_bad_inputs(cn, tmp_path):
     with pytest.raises(ValueError, match=r"trials.lst:1: label 'test/id00800-singing-01-001.flac'"):
         prepare_cnceleb(cn1, tmp_path / "s")
     (lists / "trials.lst").write_text(trials)
-    (lists / "enroll.lst").write_text("id00800-enroll enroll/id00800-enroll.flac\n"
-                                      "id00801-enroll enroll/id00801-missing.flac\n")
+    (lists / "enroll.lst").write_text(
+        "id00800-enroll enroll/id00800-enroll.flac\nid00801-enroll enroll/id00801-missing.flac\n"
+    )
     with pytest.raises(ValueError, match=r"enroll.lst:2: 'enroll/id00801-missing.flac' names a"):
         prepare_cnceleb(cn1, tmp_path / "s")
 
 
 def test_custom_trial_list(cn, tmp_path):
     cn1 = cn[0]
-    (cn1 / "eval" / "lists" / "core.lst").write_text(
-        "id00801-enroll test/id00801-vlog-01-007.flac 1\n")
+    (cn1 / "eval" / "lists" / "core.lst").write_text("id00801-enroll test/id00801-vlog-01-007.flac 1\n")
     out = prepare_cnceleb(cn1, tmp_path / "s", verification_file="lists/core.lst")
     assert read_trials(out["trials"]) == [
-        (1, "eval/enroll/id00801-enroll.flac", "eval/test/id00801-vlog-01-007.flac")]
+        (1, "eval/enroll/id00801-enroll.flac", "eval/test/id00801-vlog-01-007.flac")
+    ]
     assert [r["ID"] for r in read_manifest(out["enrol"])] == ["eval/enroll/id00801-enroll"]
     spks = {r["spk_id"] for r in read_manifest(out["train"]) + read_manifest(out["dev"])}
     assert spks == {"id00000", "id00001", "id00800"}  # only id00801 is a trial speaker

@@ -102,7 +102,8 @@ def test_load_trained_encoder_refuses_missing_pieces(tmp_path):
 
 
 def test_random_encoder_estimates_the_global_norm_once_and_not_for_cached_embeddings(
-        tone_corpus, tmp_path, monkeypatch):
+    tone_corpus, tmp_path, monkeypatch
+):
     import os
 
     from tools import baselines as ex
@@ -110,8 +111,9 @@ def test_random_encoder_estimates_the_global_norm_once_and_not_for_cached_embedd
     calls = []
     real = ex.fit_global_norm
     monkeypatch.setattr(ex, "fit_global_norm", lambda *a, **k: calls.append(1) or real(*a, **k))
-    yaml = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "Folder", "MoCo", "hparams",
-                        "moco.yaml")
+    yaml = os.path.join(
+        os.path.dirname(__file__), "..", "..", "recipes", "Folder", "MoCo", "hparams", "moco.yaml"
+    )
     overrides = {"channels": 16, "emb_dim": 16, "n_mels": 24}
     trials = os.path.join(tone_corpus, "trials.txt")
     first = ex.evaluate_untrained("random", yaml, trials, tone_corpus, str(tmp_path), overrides=overrides)
@@ -129,8 +131,9 @@ def test_untrained_evaluation_reads_each_trial_file_header_once(tone_corpus, tmp
     probed = []
     real = trial_io.audio_frames
     monkeypatch.setattr(trial_io, "audio_frames", lambda p: probed.append(p) or real(p))
-    yaml = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "Folder", "MoCo", "hparams",
-                        "moco.yaml")
+    yaml = os.path.join(
+        os.path.dirname(__file__), "..", "..", "recipes", "Folder", "MoCo", "hparams", "moco.yaml"
+    )
     trials = os.path.join(tone_corpus, "trials.txt")
     ex.evaluate_untrained("mfcc_stats", yaml, trials, tone_corpus, str(tmp_path))
     assert probed and len(probed) == len(set(probed))  # one manifest, written once

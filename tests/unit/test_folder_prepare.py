@@ -61,13 +61,9 @@ def test_prepare_rows(corpus, tmp_path):
         assert r["duration"] == pytest.approx(r["stop"] / SR)
         if "sess" in r["ID"]:
             assert r["stop"] == 1600 * (int(u[-1]) + 1) + int(spk[-1])
-    skipped = dict(
-        line.split("\t") for line in Path(out["skipped"]).read_text().splitlines()
-    )
+    skipped = dict(line.split("\t") for line in Path(out["skipped"]).read_text().splitlines())
     assert sorted(skipped) == ["spk1/broken.wav", "spk1/rate8k.wav", "spk2/empty.wav"]
-    assert (
-        "8000" in skipped["spk1/rate8k.wav"] and "0 frames" in skipped["spk2/empty.wav"]
-    )
+    assert "8000" in skipped["spk1/rate8k.wav"] and "0 frames" in skipped["spk2/empty.wav"]
     opts = json.loads((save / "prepare_options.json").read_text())
     assert opts["data_folder"] == str(corpus) and opts["valid_ratio"] == 0.25
 
@@ -96,9 +92,7 @@ def test_skip_on_rerun_and_redo(corpus, tmp_path):
 
 
 def test_absolute_trials_and_valid_determinism(corpus, tmp_path):
-    a = prepare_folder(
-        corpus, tmp_path / "a", verification_file=str(corpus / "trials.txt")
-    )
+    a = prepare_folder(corpus, tmp_path / "a", verification_file=str(corpus / "trials.txt"))
     b = prepare_folder(corpus, tmp_path / "b", verification_file="trials.txt")
     for key in ("valid", "test"):
         assert Path(a[key]).read_text() == Path(b[key]).read_text()

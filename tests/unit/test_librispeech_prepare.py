@@ -11,9 +11,10 @@ from data_prep.librispeech_prepare import prepare_librispeech, sample_trials
 from speechbrain_moco.dataio import read_manifest, read_trials, trial_manifest
 
 SR = 16000
-SUBSETS = {"train-clean-100": {"19": "198", "26": "495", "32": "21625", "39": "121914",
-                               "40": "222", "60": "121082"},
-           "test-clean": {"1089": "134686", "121": "121726", "1284": "1180"}}
+SUBSETS = {
+    "train-clean-100": {"19": "198", "26": "495", "32": "21625", "39": "121914", "40": "222", "60": "121082"},
+    "test-clean": {"1089": "134686", "121": "121726", "1284": "1180"},
+}
 
 
 def _n(uid):
@@ -41,8 +42,9 @@ def _uid(subset, spk, u):
 
 
 def test_generated_trials(libri, tmp_path):
-    out = prepare_librispeech(libri, tmp_path / "s", n_trial_speakers=2, trials_per_speaker=4,
-                              dev_ratio=0.1, seed=3)
+    out = prepare_librispeech(
+        libri, tmp_path / "s", n_trial_speakers=2, trials_per_speaker=4, dev_ratio=0.1, seed=3
+    )
     assert set(out) == {"train", "dev", "skipped", "enrol", "test", "trials", "data_root"}
     trials = read_trials(out["trials"])
     assert len(trials) == 8 and sum(t[0] for t in trials) == 4
@@ -53,38 +55,61 @@ def test_generated_trials(libri, tmp_path):
         assert (enrol.split("/")[1] == test.split("/")[1]) == bool(label) and enrol != test
     train, dev = read_manifest(out["train"]), read_manifest(out["dev"])
     assert len(dev) == 2  # round(0.1 * 16)
-    expected = {_uid("train-clean-100", s, u) for s in SUBSETS["train-clean-100"]
-                if s not in trial_spks for u in range(4)}
+    expected = {
+        _uid("train-clean-100", s, u)
+        for s in SUBSETS["train-clean-100"]
+        if s not in trial_spks
+        for u in range(4)
+    }
     assert {r["ID"] for r in train + dev} == expected
     for r in train + dev:
         assert r["wav"] == f"$data_root/{r['ID']}.flac" and r["spk_id"] == r["ID"].split("/")[1]
-        assert (r["start"], r["stop"], r["duration"]) == (0, _n(r["ID"].split("/")[-1]),
-                                                         _n(r["ID"].split("/")[-1]) / SR)
+        assert (r["start"], r["stop"], r["duration"]) == (
+            0,
+            _n(r["ID"].split("/")[-1]),
+            _n(r["ID"].split("/")[-1]) / SR,
+        )
     assert {r["spk_id"] for r in read_manifest(out["enrol"]) + read_manifest(out["test"])} == trial_spks
     # Same seed, same trials; the scoring stage reads them with data_folder = the root.
-    again = prepare_librispeech(libri, tmp_path / "t", n_trial_speakers=2, trials_per_speaker=4,
-                                dev_ratio=0.1, seed=3)
+    again = prepare_librispeech(
+        libri, tmp_path / "t", n_trial_speakers=2, trials_per_speaker=4, dev_ratio=0.1, seed=3
+    )
     assert Path(again["trials"]).read_text() == Path(out["trials"]).read_text()
-    assert len(read_manifest(trial_manifest(trials, str(libri), str(tmp_path / "u.csv"),
-                                            out["trials"]))) == len({u for t in trials for u in t[1:]})
+    assert len(
+        read_manifest(trial_manifest(trials, str(libri), str(tmp_path / "u.csv"), out["trials"]))
+    ) == len({u for t in trials for u in t[1:]})
     opts = json.loads((tmp_path / "s" / "prepare_options.json").read_text())
     assert opts["n_trial_speakers"] == 2 and opts["subsets"] == ["train-clean-100"]
 
 
 def test_trial_subsets_and_given_list(libri, tmp_path):
-    out = prepare_librispeech(libri, tmp_path / "s", trial_subsets=("test-clean",),
-                              n_trial_speakers=3, trials_per_speaker=2, splits=("train",))
+    out = prepare_librispeech(
+        libri,
+        tmp_path / "s",
+        trial_subsets=("test-clean",),
+        n_trial_speakers=3,
+        trials_per_speaker=2,
+        splits=("train",),
+    )
     assert {r["spk_id"] for r in read_manifest(out["train"])} == set(SUBSETS["train-clean-100"])
     assert {t[1].split("/")[0] for t in read_trials(out["trials"])} == {"test-clean"}
     trials = tmp_path / "kaldi.txt"
-    trials.write_text(f"{_uid('test-clean', '121', 0)} {_uid('test-clean', '121', 1)} target\n"
-                      f"{_uid('test-clean', '121', 0)} {_uid('train-clean-100', '19', 3)}.flac "
-                      "nontarget\n")
-    out = prepare_librispeech(libri, tmp_path / "k", subsets=("train-clean-100", "test-clean"),
-                              verification_file=str(trials), splits=("train",))
+    trials.write_text(
+        f"{_uid('test-clean', '121', 0)} {_uid('test-clean', '121', 1)} target\n"
+        f"{_uid('test-clean', '121', 0)} {_uid('train-clean-100', '19', 3)}.flac "
+        "nontarget\n"
+    )
+    out = prepare_librispeech(
+        libri,
+        tmp_path / "k",
+        subsets=("train-clean-100", "test-clean"),
+        verification_file=str(trials),
+        splits=("train",),
+    )
     assert read_trials(out["trials"]) == [
         (1, _uid("test-clean", "121", 0) + ".flac", _uid("test-clean", "121", 1) + ".flac"),
-        (0, _uid("test-clean", "121", 0) + ".flac", _uid("train-clean-100", "19", 3) + ".flac")]
+        (0, _uid("test-clean", "121", 0) + ".flac", _uid("train-clean-100", "19", 3) + ".flac"),
+    ]
     assert not {r["spk_id"] for r in read_manifest(out["train"])} & {"121", "19"}
     assert len(read_manifest(out["train"])) == 7 * 4
 
@@ -102,11 +127,16 @@ def test_bad_inputs(libri, tmp_path):
     (folder / "19-198-0011.flac").write_bytes(b"")
     soundfile.write(libri / "train-clean-100" / "19" / "loose.flac", np.ones(800) * 0.1, SR)
     trials = tmp_path / "t.txt"
-    trials.write_text(f"1 {_uid('train-clean-100', '26', 0)}.flac {_uid('train-clean-100', '26', 1)}.flac\n"
-                      "0 train-clean-100/19/198/19-198-0011.flac "
-                      f"{_uid('train-clean-100', '26', 1)}.flac\n")
-    with pytest.raises(ValueError, match=r"t.txt:2: 'train-clean-100/19/198/19-198-0011.flac' was "
-                                         r"skipped \(unreadable: "):
+    trials.write_text(
+        f"1 {_uid('train-clean-100', '26', 0)}.flac {_uid('train-clean-100', '26', 1)}.flac\n"
+        "0 train-clean-100/19/198/19-198-0011.flac "
+        f"{_uid('train-clean-100', '26', 1)}.flac\n"
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"t.txt:2: 'train-clean-100/19/198/19-198-0011.flac' was "
+        r"skipped \(unreadable: ",
+    ):
         prepare_librispeech(libri, tmp_path / "s", verification_file=str(trials))
     out = prepare_librispeech(libri, tmp_path / "s", n_trial_speakers=2, trials_per_speaker=2)
     skipped = dict(line.split("\t") for line in Path(out["skipped"]).read_text().splitlines())

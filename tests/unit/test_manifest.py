@@ -53,9 +53,7 @@ def test_read_manifest_errors(tmp_path):
     path.write_text("ID,duration,wav,start,stop\na,1.0,x.wav,0,10\n")
     with pytest.raises(ValueError, match="missing column.*spk_id"):
         read_manifest(path)
-    path.write_text(
-        "ID,duration,wav,start,stop,spk_id\na,1.0,x.wav,0,10,s\nb,one,x,0,10,s\n"
-    )
+    path.write_text("ID,duration,wav,start,stop,spk_id\na,1.0,x.wav,0,10,s\nb,one,x,0,10,s\n")
     with pytest.raises(ValueError, match=r"bad.csv:3"):
         read_manifest(path)
     path.write_text("ID,duration,wav,start,stop,spk_id\na,1.0,x.wav,0,10\n")
@@ -77,9 +75,7 @@ def test_options_skip_logic(tmp_path):
 
 def test_read_trials_both_formats(tmp_path):
     path = tmp_path / "trials.txt"
-    path.write_text(
-        "1 s1/a.wav s1/b.wav\n\n0 s1/a.wav s2/c.wav\ns1/a s1/b target\ns1/a s2/c nontarget\n"
-    )
+    path.write_text("1 s1/a.wav s1/b.wav\n\n0 s1/a.wav s2/c.wav\ns1/a s1/b target\ns1/a s2/c nontarget\n")
     trials = read_trials(path)
     assert trials == [
         (1, "s1/a.wav", "s1/b.wav"),

@@ -129,9 +129,7 @@ def test_verification_metrics_keys_and_types():
     json.dumps(metrics)
 
 
-@pytest.mark.parametrize(
-    "fn", [compute_eer, compute_min_dcf, det_curve, verification_metrics]
-)
+@pytest.mark.parametrize("fn", [compute_eer, compute_min_dcf, det_curve, verification_metrics])
 def test_single_class_raises(fn):
     with pytest.raises(ValueError):
         fn([0.1, 0.5, 0.3], [1, 1, 1])

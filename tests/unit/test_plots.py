@@ -33,9 +33,13 @@ def trials():
 
 def test_det_and_histogram(trials, tmp_path):
     scores, labels = trials
-    det = plot_det({"good": (scores, labels), "worse": (scores * 0.3 + np.random.default_rng(1)
-                                                        .normal(size=400), labels)},
-                   str(tmp_path / "det.png"))
+    det = plot_det(
+        {
+            "good": (scores, labels),
+            "worse": (scores * 0.3 + np.random.default_rng(1).normal(size=400), labels),
+        },
+        str(tmp_path / "det.png"),
+    )
     assert is_png(det)
     assert is_png(plot_score_hist(scores, labels, str(tmp_path / "hist.png")))
     with pytest.raises(ValueError):
@@ -43,8 +47,17 @@ def test_det_and_histogram(trials, tmp_path):
 
 
 def test_training_curves_with_and_without_eer(tmp_path):
-    rows = [{"epoch": e, "train_loss": 3.0 / e, "train_acc": 0.1 * e, "valid_loss": 3.2 / e,
-             "valid_acc": 0.09 * e, "lr": 0.001} for e in (1, 2, 3)]
+    rows = [
+        {
+            "epoch": e,
+            "train_loss": 3.0 / e,
+            "train_acc": 0.1 * e,
+            "valid_loss": 3.2 / e,
+            "valid_acc": 0.09 * e,
+            "lr": 0.001,
+        }
+        for e in (1, 2, 3)
+    ]
     history = tmp_path / "history.jsonl"
     history.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert is_png(plot_training_curves(str(history), str(tmp_path / "curves.png")))
@@ -55,11 +68,11 @@ def test_training_curves_with_and_without_eer(tmp_path):
 
 def test_eval_folder_plots_next_to_metrics(trials, tmp_path):
     scores, labels = trials
-    write_scores(tmp_path / "scores.txt", [(int(lab), f"e{i}", f"t{i}")
-                                           for i, lab in enumerate(labels)], scores)
+    write_scores(
+        tmp_path / "scores.txt", [(int(lab), f"e{i}", f"t{i}") for i, lab in enumerate(labels)], scores
+    )
     history = tmp_path / "history.jsonl"
     history.write_text(json.dumps({"epoch": 1, "train_loss": 1.0, "train_acc": 0.5}) + "\n")
     paths = plot_eval_folder(str(tmp_path), str(history))
-    assert [p.rsplit("/", 1)[1] for p in paths] == ["det.png", "score_hist.png",
-                                                    "training_curves.png"]
+    assert [p.rsplit("/", 1)[1] for p in paths] == ["det.png", "score_hist.png", "training_curves.png"]
     assert all(is_png(p) for p in paths)

@@ -87,8 +87,9 @@ def test_pseudo_label_manifest_keeps_every_row(tone_corpus, tmp_path):
     train, fields = read_csv(prep["train"])
     valid, _ = read_csv(prep["valid"])
     x, _ = speakers(n_spk=len(train) + len(valid), per_spk=1)  # any embeddings
-    report = pseudo_label_manifests(x, train, valid, fields, tmp_path / "pl", n_clusters=3,
-                                    keep_ratio=0.7, seed=0)
+    report = pseudo_label_manifests(
+        x, train, valid, fields, tmp_path / "pl", n_clusters=3, keep_ratio=0.7, seed=0
+    )
     for name, source in (("train_all", prep["train"]), ("valid_all", prep["valid"])):
         with open(source, newline="") as f:
             before = list(csv.reader(f))
@@ -97,7 +98,7 @@ def test_pseudo_label_manifest_keeps_every_row(tone_corpus, tmp_path):
         assert len(after) == len(before) and after[0] == before[0]
         spk = before[0].index("spk_id")
         for old, new in zip(before[1:], after[1:]):
-            assert old[:spk] + old[spk + 1:] == new[:spk] + new[spk + 1:]
+            assert old[:spk] + old[spk + 1 :] == new[:spk] + new[spk + 1 :]
             assert new[spk].startswith("pl")
     kept, _ = read_csv(tmp_path / "pl" / "train.csv")
     all_rows, _ = read_csv(tmp_path / "pl" / "train_all.csv")

@@ -39,10 +39,10 @@ def test_vectorised_asnorm_equals_naive_loop():
     t_idx = torch.randint(0, 30, (120,), generator=gen)
     scores = torch.randn(120, generator=gen, dtype=torch.float64)
     expected = naive_asnorm(scores, utts[e_idx], utts[t_idx], cohort, top_k=25)
-    paired = normalize_scores(scores, utts[e_idx], utts[t_idx], cohort, "asnorm", top_k=25,
-                              chunk_size=7)
-    indexed = normalize_scores(scores, utts, utts, cohort, "asnorm", top_k=25,
-                               enrol_idx=e_idx, test_idx=t_idx)
+    paired = normalize_scores(scores, utts[e_idx], utts[t_idx], cohort, "asnorm", top_k=25, chunk_size=7)
+    indexed = normalize_scores(
+        scores, utts, utts, cohort, "asnorm", top_k=25, enrol_idx=e_idx, test_idx=t_idx
+    )
     np.testing.assert_allclose(paired.numpy(), expected, rtol=0, atol=1e-6)
     np.testing.assert_allclose(indexed.numpy(), expected, rtol=0, atol=1e-6)
 
@@ -52,12 +52,10 @@ def test_cohort_statistics_are_computed_once_per_unique_utterance(monkeypatch):
 
     calls = []
     real = sn.cohort_stats
-    monkeypatch.setattr(sn, "cohort_stats", lambda emb, *a, **k: calls.append(len(emb))
-                        or real(emb, *a, **k))
+    monkeypatch.setattr(sn, "cohort_stats", lambda emb, *a, **k: calls.append(len(emb)) or real(emb, *a, **k))
     utts = torch.randn(5, 4, dtype=torch.float64)
     e_idx, t_idx = torch.tensor([0, 0, 1, 2, 3] * 4), torch.tensor([4, 3, 2, 1, 0] * 4)
-    normalize_scores(torch.zeros(20), utts[e_idx], utts[t_idx], torch.randn(9, 4).double(),
-                     "snorm")
+    normalize_scores(torch.zeros(20), utts[e_idx], utts[t_idx], torch.randn(9, 4).double(), "snorm")
     assert calls == [5]
 
 
@@ -70,8 +68,9 @@ def test_znorm_tnorm_snorm_hand_made():
         out = normalize_scores(SCORE, ENROL, TEST, COHORT, method=method)
         assert out.item() == pytest.approx(value, abs=1e-12), method
     # s-norm is AS-norm with the whole cohort
-    assert normalize_scores(SCORE, ENROL, TEST, COHORT, "asnorm", top_k=10).item() == \
-        pytest.approx(0.5 * (z + t), abs=1e-12)
+    assert normalize_scores(SCORE, ENROL, TEST, COHORT, "asnorm", top_k=10).item() == pytest.approx(
+        0.5 * (z + t), abs=1e-12
+    )
 
 
 def test_asnorm_hand_made():

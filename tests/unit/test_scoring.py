@@ -36,10 +36,7 @@ def test_cosine_score_mean_subtraction():
     scores = cosine_score(enrol, test, mean=mean)
     torch.testing.assert_close(scores, _manual_cosine(enrol - mean, test - mean))
     # a shared offset is removed by subtracting it
-    torch.testing.assert_close(
-        cosine_score(enrol + mean, test + mean, mean=mean),
-        cosine_score(enrol, test),
-    )
+    torch.testing.assert_close(cosine_score(enrol + mean, test + mean, mean=mean), cosine_score(enrol, test))
 
 
 def test_cosine_score_shape_mismatch():
@@ -57,8 +54,9 @@ def test_trial_index_scores_every_trial_like_pairwise_cosine():
     mean = torch.randn(6)
     for m in (None, mean):
         scores = cosine_score(emb[e_idx], emb[t_idx], mean=m)
-        expected = torch.stack([cosine_score(emb[int(e)][None], emb[int(t)][None], mean=m)[0]
-                                for e, t in zip(e_idx, t_idx)])
+        expected = torch.stack(
+            [cosine_score(emb[int(e)][None], emb[int(t)][None], mean=m)[0] for e, t in zip(e_idx, t_idx)]
+        )
         torch.testing.assert_close(scores, expected)
     assert float(cosine_score(emb[e_idx], emb[t_idx])[2]) == pytest.approx(1.0)
 

@@ -39,10 +39,17 @@ def test_hparams_digests_name_the_yaml_files_of_a_command():
     from tools.experiments import hparams_digests
 
     assert hparams_digests(["recipes/Folder/MoCo/train_moco.py", "--lr=0.1"]) == {}
-    digests = hparams_digests(["x.py", "recipes/Folder/MoCo/hparams/moco.yaml",
-                               "--other=recipes/Folder/MoCo/hparams/verification_cosine.yaml"])
-    assert sorted(digests) == ["recipes/Folder/MoCo/hparams/moco.yaml",
-                               "recipes/Folder/MoCo/hparams/verification_cosine.yaml"]
+    digests = hparams_digests(
+        [
+            "x.py",
+            "recipes/Folder/MoCo/hparams/moco.yaml",
+            "--other=recipes/Folder/MoCo/hparams/verification_cosine.yaml",
+        ]
+    )
+    assert sorted(digests) == [
+        "recipes/Folder/MoCo/hparams/moco.yaml",
+        "recipes/Folder/MoCo/hparams/verification_cosine.yaml",
+    ]
     assert all(len(v) == 64 for v in digests.values())
 
 

@@ -12,16 +12,18 @@ from speechbrain_moco.training.init_from import load_encoder_init, state_dict_mi
 
 
 def ecapa(channels=16, emb=8, n_mels=24):
-    return ECAPA_TDNN(input_size=n_mels, channels=[channels] * 4 + [channels * 3],
-                      attention_channels=8, lin_neurons=emb)
+    return ECAPA_TDNN(
+        input_size=n_mels, channels=[channels] * 4 + [channels * 3], attention_channels=8, lin_neurons=emb
+    )
 
 
 def moco_like_run(tmp_path, encoder):
     """A training --output_folder: save/CKPT+*/embedding_model.ckpt (+ a key model)."""
     run = tmp_path / "moco_run"
     key = ecapa()
-    ckpt = sb.utils.checkpoints.Checkpointer(str(run / "save"), recoverables={
-        "embedding_model": encoder, "key_model": key})
+    ckpt = sb.utils.checkpoints.Checkpointer(
+        str(run / "save"), recoverables={"embedding_model": encoder, "key_model": key}
+    )
     ckpt.save_checkpoint()
     return run
 
@@ -36,8 +38,9 @@ def test_init_from_loads_exactly_the_query_encoder(tmp_path):
     run = moco_like_run(tmp_path, source)
     torch.manual_seed(1)
     target = ecapa()
-    assert not torch.equal(target.state_dict()["blocks.0.conv.conv.weight"],
-                           source.state_dict()["blocks.0.conv.conv.weight"])
+    assert not torch.equal(
+        target.state_dict()["blocks.0.conv.conv.weight"], source.state_dict()["blocks.0.conv.conv.weight"]
+    )
     path = load_encoder_init(target, str(run))
     assert path.endswith("embedding_model.ckpt") and "CKPT+" in path
     for name, tensor in source.state_dict().items():
@@ -81,10 +84,24 @@ def _brain(**hparams):
     from speechbrain_moco.training import SpeakerBrain
 
     modules = {"embedding_model": torch.nn.Linear(4, 3), "classifier": torch.nn.Linear(3, 2)}
-    hp = dict({"lr": 0.01, "final_lr": 0.0, "number_of_epochs": 2, "warmup_epochs": 0,
-               "init_from": None, "freeze_epochs": 0, "encoder_lr_scale": 1.0}, **hparams)
-    brain = SpeakerBrain(modules=modules, opt_class=lambda p: torch.optim.AdamW(p, lr=hp["lr"]),
-                         hparams=hp, run_opts={"device": "cpu"})
+    hp = dict(
+        {
+            "lr": 0.01,
+            "final_lr": 0.0,
+            "number_of_epochs": 2,
+            "warmup_epochs": 0,
+            "init_from": None,
+            "freeze_epochs": 0,
+            "encoder_lr_scale": 1.0,
+        },
+        **hparams,
+    )
+    brain = SpeakerBrain(
+        modules=modules,
+        opt_class=lambda p: torch.optim.AdamW(p, lr=hp["lr"]),
+        hparams=hp,
+        run_opts={"device": "cpu"},
+    )
     brain.init_optimizers()
     brain.steps_per_epoch = 10
     return brain
@@ -114,8 +131,12 @@ def test_init_schedule_is_for_initialised_runs_and_validated():
     assert init_schedule(None, 3, 0.5) == (0, 1.0)  # scratch
     assert init_schedule("run", 3, 0.5) == (3, 0.5)
     assert init_schedule("run", 0, 1.0) == (0, 1.0)
-    for freeze, scale, what in ((-1, 1.0, "freeze_epochs"), (1.5, 1.0, "freeze_epochs"),
-                                (True, 1.0, "freeze_epochs"), (3, 1.5, "encoder_lr_scale")):
+    for freeze, scale, what in (
+        (-1, 1.0, "freeze_epochs"),
+        (1.5, 1.0, "freeze_epochs"),
+        (True, 1.0, "freeze_epochs"),
+        (3, 1.5, "encoder_lr_scale"),
+    ):
         with pytest.raises(ValueError, match=what):
             init_schedule("run", freeze, scale)
 
@@ -128,10 +149,19 @@ def test_bad_init_schedule_fails_before_data_preparation(tmp_path):
     recipe = os.path.join(root, "recipes", "Folder", "SpeakerRec")
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, os.path.join(recipe, "train_speaker_embeddings.py"),
-         os.path.join(recipe, "hparams", "train_ecapa.yaml"), f"--output_folder={out}",
-         f"--data_folder={tmp_path / 'no_corpus'}", f"--init_from={tmp_path}", "--encoder_lr_scale=2"],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            os.path.join(recipe, "train_speaker_embeddings.py"),
+            os.path.join(recipe, "hparams", "train_ecapa.yaml"),
+            f"--output_folder={out}",
+            f"--data_folder={tmp_path / 'no_corpus'}",
+            f"--init_from={tmp_path}",
+            "--encoder_lr_scale=2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0 and "encoder_lr_scale must be in (0, 1]" in proc.stderr
     assert not (out / "manifests").exists()
 
@@ -144,12 +174,14 @@ def norm_run(tmp_path, norm_type, std_norm, encoder):
     norm = InputNormalization(norm_type=norm_type, std_norm=std_norm)
     if norm_type == "global":
         norm(torch.randn(4, 50, 24) * 3 + 5, torch.ones(4))  # statistics of "its" corpus
-    sb.utils.checkpoints.Checkpointer(str(run / "save"), recoverables={
-        "embedding_model": encoder, "mean_var_norm": norm}).save_checkpoint()
+    sb.utils.checkpoints.Checkpointer(
+        str(run / "save"), recoverables={"embedding_model": encoder, "mean_var_norm": norm}
+    ).save_checkpoint()
     (run / "hyperparams.yaml").write_text(
         f"feature_norm: {norm_type}\nfeature_std_norm: {std_norm}\n"
         "mean_var_norm: !new:speechbrain.processing.features.InputNormalization\n"
-        "    norm_type: !ref <feature_norm>\n    std_norm: !ref <feature_std_norm>\n")
+        "    norm_type: !ref <feature_norm>\n    std_norm: !ref <feature_std_norm>\n"
+    )
     return run, norm
 
 
@@ -168,13 +200,18 @@ def test_init_from_brings_its_feature_normalisation(tmp_path):
     assert torch.equal(target.glob_std, source_norm.glob_std)
     # a run trained on other features is refused, naming both settings
     for norm_type, std in (("sentence", False), ("global", False)):
-        with pytest.raises(ValueError, match=r"trained with feature_norm=global, feature_std_norm=True.*"
-                                             rf"this run uses feature_norm={norm_type}"):
+        with pytest.raises(
+            ValueError,
+            match=r"trained with feature_norm=global, feature_std_norm=True.*"
+            rf"this run uses feature_norm={norm_type}",
+        ):
             check_init_features(InputNormalization(norm_type=norm_type, std_norm=std), str(run), path)
     # sentence-normalised runs: checked, nothing to load
     run_s, _ = norm_run(tmp_path, "sentence", False, ecapa())
     path_s = load_encoder_init(ecapa(), str(run_s))
-    assert check_init_features(InputNormalization(norm_type="sentence", std_norm=False),
-                               str(run_s), path_s) is None
+    assert (
+        check_init_features(InputNormalization(norm_type="sentence", std_norm=False), str(run_s), path_s)
+        is None
+    )
     with pytest.raises(ValueError, match="feature_norm=sentence, feature_std_norm=False"):
         check_init_features(InputNormalization(norm_type="global"), str(run_s), path_s)

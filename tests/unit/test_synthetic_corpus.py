@@ -12,13 +12,7 @@ from data_prep.synthetic_corpus import generate_corpus
 from data_prep.synthetic_voice import draw_speaker, synthesise
 from speechbrain_moco.dataio import read_trials
 
-SMALL = {
-    "n_speakers": 6,
-    "n_held_out": 3,
-    "utts_per_speaker": 3,
-    "min_dur": 0.4,
-    "max_dur": 0.8,
-}
+SMALL = {"n_speakers": 6, "n_held_out": 3, "utts_per_speaker": 3, "min_dur": 0.4, "max_dur": 0.8}
 
 
 def _files(root):

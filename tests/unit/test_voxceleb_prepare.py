@@ -70,14 +70,26 @@ def test_two_roots_rows_and_trials(vox, tmp_path, monkeypatch):
     save = tmp_path / "save"
     lists = [str(meta / "veri_test2.txt"), str(meta / "list_test_hard2.txt")]
     monkeypatch.setattr(speaker_prep, "POOL_MIN_FILES", 1)  # probe in a process pool
-    out = prepare_voxceleb([vox1, vox2], save, verification_file=lists, dev_ratio=0.25,
-                           num_workers=2)
-    assert set(out) == {"train", "dev", "skipped", "enrol", "test", "trials_veri_test2", "data_root",
-                        "trials_list_test_hard2"}
+    out = prepare_voxceleb([vox1, vox2], save, verification_file=lists, dev_ratio=0.25, num_workers=2)
+    assert set(out) == {
+        "train",
+        "dev",
+        "skipped",
+        "enrol",
+        "test",
+        "trials_veri_test2",
+        "data_root",
+        "trials_list_test_hard2",
+    }
     train, dev = read_manifest(out["train"]), read_manifest(out["dev"])
-    expected = {f"{s}/{v}/{u:05d}" for corpus in (VOX1, VOX2) for s, vids in corpus.items()
-                for v, n in vids.items() for u in range(1, n + 1)
-                if s not in ("id10270", "id10309")}
+    expected = {
+        f"{s}/{v}/{u:05d}"
+        for corpus in (VOX1, VOX2)
+        for s, vids in corpus.items()
+        for v, n in vids.items()
+        for u in range(1, n + 1)
+        if s not in ("id10270", "id10309")
+    }
     assert {r["ID"] for r in train + dev} == expected and len(dev) == 2  # round(0.25 * 8)
     for r in train + dev:
         prefix = "vox1" if r["spk_id"].startswith("id1") else "vox2/dev"
@@ -87,17 +99,23 @@ def test_two_roots_rows_and_trials(vox, tmp_path, monkeypatch):
         assert r["duration"] == pytest.approx(_lengths(r["ID"]) / SR)
     enrol = [r["ID"] for r in read_manifest(out["enrol"])]
     test = [r["ID"] for r in read_manifest(out["test"])]
-    assert enrol == ["id10270/5r0dWxy17C8/00001", "id10270/x6uYqmx31kE/00001",
-                     "id10309/0cYFdtyWVds/00001"]
-    assert test == ["id10270/x6uYqmx31kE/00002", "id10309/0cYFdtyWVds/00001",
-                    "id10309/0cYFdtyWVds/00002"]
+    assert enrol == ["id10270/5r0dWxy17C8/00001", "id10270/x6uYqmx31kE/00001", "id10309/0cYFdtyWVds/00001"]
+    assert test == ["id10270/x6uYqmx31kE/00002", "id10309/0cYFdtyWVds/00001", "id10309/0cYFdtyWVds/00002"]
     # Normalised lists: VoxCeleb format, paths relative to $data_root (= tmp_path).
     hard = read_trials(out["trials_list_test_hard2"])
-    assert hard == [(0, "vox1/wav/id10270/5r0dWxy17C8/00001.wav", "vox1/wav/id10309/0cYFdtyWVds/00002.wav"),
-                    (1, "vox1/wav/id10309/0cYFdtyWVds/00001.wav", "vox1/wav/id10309/0cYFdtyWVds/00002.wav")]
+    assert hard == [
+        (0, "vox1/wav/id10270/5r0dWxy17C8/00001.wav", "vox1/wav/id10309/0cYFdtyWVds/00002.wav"),
+        (1, "vox1/wav/id10309/0cYFdtyWVds/00001.wav", "vox1/wav/id10309/0cYFdtyWVds/00002.wav"),
+    ]
     # ... which the scoring stage reads with data_folder = $data_root.
-    rows = read_manifest(trial_manifest(read_trials(out["trials_veri_test2"]), str(tmp_path),
-                                        str(tmp_path / "t.csv"), out["trials_veri_test2"]))
+    rows = read_manifest(
+        trial_manifest(
+            read_trials(out["trials_veri_test2"]),
+            str(tmp_path),
+            str(tmp_path / "t.csv"),
+            out["trials_veri_test2"],
+        )
+    )
     assert len(rows) == 3
     opts = json.loads((save / "prepare_options.json").read_text())
     assert opts["data_root"] == str(tmp_path) and opts["verification_file"] == lists
@@ -125,8 +143,13 @@ def test_skip_rerun_and_redo(vox, tmp_path, monkeypatch):
 
 def test_chunks_and_splits(vox, tmp_path):
     vox1, _, meta = vox
-    out = prepare_voxceleb(vox1, tmp_path / "c", verification_file=str(meta / "veri_test2.txt"),
-                           splits=("train",), chunk_seconds=0.1)
+    out = prepare_voxceleb(
+        vox1,
+        tmp_path / "c",
+        verification_file=str(meta / "veri_test2.txt"),
+        splits=("train",),
+        chunk_seconds=0.1,
+    )
     assert "dev" not in out and not os.path.exists(tmp_path / "c" / "dev.csv")
     train = read_manifest(out["train"])
     for uid in ("id10001/1zcIwhmdeo4/00001", "id10002/C7k7C-PDvAA/00002"):
@@ -137,8 +160,12 @@ def test_chunks_and_splits(vox, tmp_path):
         ]
         assert all(r["wav"] == f"$data_root/wav/{uid}.wav" for r in rows)
     assert {r["ID"].rsplit("_", 2)[0] for r in train} == {
-        "id10001/1zcIwhmdeo4/00001", "id10001/1zcIwhmdeo4/00002", "id10001/7w0IBEWc9Qw/00001",
-        "id10002/C7k7C-PDvAA/00001", "id10002/C7k7C-PDvAA/00002"}
+        "id10001/1zcIwhmdeo4/00001",
+        "id10001/1zcIwhmdeo4/00002",
+        "id10001/7w0IBEWc9Qw/00001",
+        "id10002/C7k7C-PDvAA/00001",
+        "id10002/C7k7C-PDvAA/00002",
+    }
     assert all(r["stop"] - r["start"] == 1600 for r in train)
     assert all("_" not in r["ID"] for r in read_manifest(out["test"]))  # enrol/test stay whole
     with pytest.raises(ValueError, match="splits must be"):
@@ -173,14 +200,22 @@ def test_bad_files_are_skipped_and_reported(vox, tmp_path):
     assert "wav/id10002/bad/00004.wav\tall silent (peak amplitude 0)" in skipped
     # A trial naming a skipped or a missing file: the list and line are named.
     trials = tmp_path / "t.txt"
-    trials.write_text("1 id10001/1zcIwhmdeo4/00001.wav id10001/1zcIwhmdeo4/00002.wav\n"
-                      "0 id10001/1zcIwhmdeo4/00001.wav id10002/bad/00001.wav\n")
-    with pytest.raises(ValueError, match=r"t.txt:2: 'id10002/bad/00001.wav' was skipped "
-                                         r"\(sample rate 8000"):
+    trials.write_text(
+        "1 id10001/1zcIwhmdeo4/00001.wav id10001/1zcIwhmdeo4/00002.wav\n"
+        "0 id10001/1zcIwhmdeo4/00001.wav id10002/bad/00001.wav\n"
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"t.txt:2: 'id10002/bad/00001.wav' was skipped "
+        r"\(sample rate 8000",
+    ):
         prepare_voxceleb(vox1, tmp_path / "s", verification_file=str(trials))
     trials.write_text("\n1 id10001/1zcIwhmdeo4/00001.wav id10001/nope/00009.wav\n")
-    with pytest.raises(ValueError, match=r"t.txt:2: 'id10001/nope/00009.wav' names a file that "
-                                         "does not exist"):
+    with pytest.raises(
+        ValueError,
+        match=r"t.txt:2: 'id10001/nope/00009.wav' names a file that "
+        "does not exist",
+    ):
         prepare_voxceleb(vox1, tmp_path / "s", verification_file=str(trials))
     with pytest.raises(FileNotFoundError, match="trial list not found"):
         prepare_voxceleb(vox1, tmp_path / "s", verification_file="missing.txt")
@@ -189,8 +224,11 @@ def test_bad_files_are_skipped_and_reported(vox, tmp_path):
 def test_duplicate_ids_and_missing_layout(vox, tmp_path):
     vox1, vox2, _ = vox
     _wav(str(vox2 / "wav" / "id10001" / "1zcIwhmdeo4" / "00001.wav"), 1600)
-    with pytest.raises(ValueError, match=r"duplicate utterance ID 'id10001/1zcIwhmdeo4/00001': "
-                                         r"vox1/wav/.*00001.wav and vox2/dev/wav/.*00001.wav"):
+    with pytest.raises(
+        ValueError,
+        match=r"duplicate utterance ID 'id10001/1zcIwhmdeo4/00001': "
+        r"vox1/wav/.*00001.wav and vox2/dev/wav/.*00001.wav",
+    ):
         prepare_voxceleb([vox1, vox2], tmp_path / "s")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="neither wav/"):
@@ -230,8 +268,12 @@ def fake_ffmpeg(tmp_path, monkeypatch):
 
 
 def _m4a_tree(root):
-    for rel in ("id00012/21Uxsk56VDQ/00001", "id00012/21Uxsk56VDQ/00002",
-                "id00015/0fijmz4vTVU/00001", "id00015/0fijmz4vTVU/broken"):
+    for rel in (
+        "id00012/21Uxsk56VDQ/00001",
+        "id00012/21Uxsk56VDQ/00002",
+        "id00015/0fijmz4vTVU/00001",
+        "id00015/0fijmz4vTVU/broken",
+    ):
         _wav(str(root / "aac" / f"{rel}.m4a"), _lengths(rel))
 
 
@@ -255,9 +297,17 @@ def test_prepare_converts_vox2_aac(tmp_path, fake_ffmpeg):
     _m4a_tree(root)
     out = prepare_voxceleb(root, tmp_path / "s", splits=("train",), num_workers=1)
     assert [r["ID"] for r in read_manifest(out["train"])] == [
-        "id00012/21Uxsk56VDQ/00001", "id00012/21Uxsk56VDQ/00002", "id00015/0fijmz4vTVU/00001"]
-    assert Path(out["skipped"]).read_text().startswith(
-        "aac/id00015/0fijmz4vTVU/broken.m4a\tm4a conversion failed: RuntimeError: ffmpeg: Invalid")
+        "id00012/21Uxsk56VDQ/00001",
+        "id00012/21Uxsk56VDQ/00002",
+        "id00015/0fijmz4vTVU/00001",
+    ]
+    assert (
+        Path(out["skipped"])
+        .read_text()
+        .startswith(
+            "aac/id00015/0fijmz4vTVU/broken.m4a\tm4a conversion failed: RuntimeError: ffmpeg: Invalid"
+        )
+    )
 
 
 def test_no_converter_error(tmp_path, monkeypatch):
@@ -274,9 +324,9 @@ def test_convert_real_m4a(tmp_path):
     _wav(str(wav), 8000)
     m4a = tmp_path / "aac" / "id00012" / "abc" / "00001.m4a"
     m4a.parent.mkdir(parents=True)
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(wav), "-c:a", "aac",
-                    str(m4a)], check=True)
-    assert convert_m4a(tmp_path / "aac", tmp_path / "wav") == {
-        "converted": 1, "existing": 0, "failed": 0}
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(wav), "-c:a", "aac", str(m4a)], check=True
+    )
+    assert convert_m4a(tmp_path / "aac", tmp_path / "wav") == {"converted": 1, "existing": 0, "failed": 0}
     info = soundfile.info(tmp_path / "wav" / "id00012" / "abc" / "00001.wav")
     assert (info.samplerate, info.channels) == (SR, 1) and abs(info.frames - 8000) < 2048

@@ -29,14 +29,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
 from data_prep import prep_function
-from speechbrain_moco.dataio import (
-    SkippingDataset,
-    attach_audio_cache,
-    multi_source_dataset,
-    run_preparation,
-    trial_list_path,
-    two_view_dataset,
-)
+from speechbrain_moco import dataio
 from speechbrain_moco.run_folder import write_run_info
 from speechbrain_moco.training import MoCoBrain
 from speechbrain_moco.verification import metrics_line
@@ -52,12 +45,19 @@ def extra_source(hparams, index, source):
     if "data_folder" not in source:
         raise ValueError(f"extra_sources[{index}] needs a data_folder: {source}")
     name = source.get("name") or f"source{index + 1}"
-    resolved = {"name": name, "weight": float(source.get("weight", 1.0)),
-                "data_folder": source["data_folder"], "annotation": source.get("annotation")}
+    resolved = {
+        "name": name,
+        "weight": float(source.get("weight", 1.0)),
+        "data_folder": source["data_folder"],
+        "annotation": source.get("annotation"),
+    }
     if resolved["annotation"] is None:
         prep = prep_function(source["prep"]) if source.get("prep") else hparams["prepare_data"]
-        kwargs = {"data_folder": source["data_folder"], "verification_file": None,
-                  "save_folder": os.path.join(hparams["manifest_folder"], name)}
+        kwargs = {
+            "data_folder": source["data_folder"],
+            "verification_file": None,
+            "save_folder": os.path.join(hparams["manifest_folder"], name),
+        }
         run_on_main(prep, kwargs=kwargs)
         outputs = prep(**kwargs, skip_prep=True)
         resolved.update(annotation=outputs["train"], data_folder=outputs["data_root"])
@@ -65,28 +65,38 @@ def extra_source(hparams, index, source):
 
 
 def dataio_prep(hparams, data_root):
-    """Two-view training and validation sets, and the sampler of several sources.
+    """Two-view training and validation sets, and their loader options for ``fit``.
 
     Unreadable training audio is skipped and listed in ``skipped_audio.txt``; with
-    ``extra_sources`` every corpus is concatenated and drawn by its weight.
+    ``extra_sources`` every corpus is concatenated and a weighted sampler draws it.
     """
     crops = hparams["two_crops"]
-    if hparams["audio_cache"]:  # crops sliced from one memory-mapped copy of the audio
-        attach_audio_cache(crops, [hparams["train_annotation"], hparams["valid_annotation"]],
-                           data_root, hparams["audio_cache"], hparams["sample_rate"])
+    manifests = [hparams["train_annotation"], hparams["valid_annotation"]]
+    # with audio_cache: crops sliced from one memory-mapped copy of the training audio
+    dataio.attach_audio_cache(crops, manifests, data_root, hparams["audio_cache"], hparams["sample_rate"])
     sampler = None
     if hparams["extra_sources"]:
-        sources = [{"name": "main", "annotation": hparams["train_annotation"],
-                    "data_folder": data_root, "weight": hparams["main_weight"]}]
+        sources = [
+            {
+                "name": "main",
+                "annotation": hparams["train_annotation"],
+                "data_folder": data_root,
+                "weight": hparams["main_weight"],
+            }
+        ]
         sources += [extra_source(hparams, i, s) for i, s in enumerate(hparams["extra_sources"])]
-        train, sampler = multi_source_dataset(sources, crops, hparams["seed"])
+        train, sampler = dataio.multi_source_dataset(sources, crops, hparams["seed"])
     else:
-        train = two_view_dataset(hparams["train_annotation"], data_root, crops)
-    train = SkippingDataset(train, os.path.join(hparams["output_folder"], "skipped_audio.txt"))
+        train = dataio.two_view_dataset(hparams["train_annotation"], data_root, crops)
+    train = dataio.SkippingDataset(train, os.path.join(hparams["output_folder"], "skipped_audio.txt"))
     valid = hparams["valid_annotation"]
     if valid is not None:
-        valid = two_view_dataset(valid, data_root, crops)
-    return train, valid, sampler
+        valid = dataio.two_view_dataset(valid, data_root, crops)
+    loaders = {
+        "train_loader_kwargs": dict(hparams["train_dataloader_options"], sampler=sampler),
+        "valid_loader_kwargs": hparams["valid_dataloader_options"],
+    }
+    return train, valid, loaders
 
 
 if __name__ == "__main__":
@@ -94,26 +104,23 @@ if __name__ == "__main__":
     sb.utils.distributed.ddp_init_group(run_opts)  # a no-op unless launched by torchrun
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
-    verification_file = trial_list_path(hparams["verification_file"], hparams["data_folder"])
-    sb.create_experiment_directory(experiment_directory=hparams["output_folder"],
-                                   hyperparams_to_save=hparams_file, overrides=overrides)
+    verification_file = dataio.trial_list_path(hparams["verification_file"], hparams["data_folder"])
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides
+    )
 
     # Manifests (trial speakers left out of training), written by the main process only
-    prepared, trials = run_preparation(hparams["prepare_data"], hparams["data_folder"],
-                                       hparams["manifest_folder"], verification_file)
+    prepared, trials = dataio.run_preparation(
+        hparams["prepare_data"], hparams["data_folder"], hparams["manifest_folder"], verification_file
+    )
     data_root = prepared["data_root"]
     logger.info("corpus %s, %d epochs, trial list %s", data_root, hparams["number_of_epochs"], trials)
-    write_run_info(hparams["output_folder"], data_folder=data_root, trials=trials,
-                   train_annotation=os.path.abspath(hparams["train_annotation"]),
-                   valid_annotation=hparams["valid_annotation"] and os.path.abspath(
-                       hparams["valid_annotation"]))
+    manifests = hparams["train_annotation"], hparams["valid_annotation"]
+    write_run_info(hparams["output_folder"], data_root, *manifests, trials=trials)
 
-    train_set, valid_set, sampler = dataio_prep(hparams, data_root)
-    train_loader = dict(hparams["train_dataloader_options"], sampler=sampler)
-    brain = MoCoBrain(modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
-                      run_opts=run_opts, checkpointer=hparams["checkpointer"])
-    brain.fit(brain.hparams.epoch_counter, train_set, valid_set, train_loader_kwargs=train_loader,
-              valid_loader_kwargs=hparams["valid_dataloader_options"])
+    train_set, valid_set, loaders = dataio_prep(hparams, data_root)
+    brain = MoCoBrain(hparams["modules"], hparams["opt_class"], hparams, run_opts, hparams["checkpointer"])
+    brain.fit(hparams["epoch_counter"], train_set, valid_set, **loaders)
 
     if trials is not None and if_main_process():
         print(metrics_line(*brain.score_trials(trials, data_root)))

@@ -50,8 +50,7 @@ def training_embeddings(hparams, embed_fn, device, sample_rate):
         keep = set(random.Random(0).sample(data.data_ids, hparams["cohort_size"]))
         data = data.filtered_sorted(key_test={"id": lambda uid: uid in keep})
     out = os.path.join(hparams["output_folder"], "train_embeddings.pt")
-    _, emb = cached_embeddings(data, embed_fn, out, embed_fn.checkpoint, device,
-                               hparams["batch_size"], True)
+    _, emb = cached_embeddings(data, embed_fn, out, embed_fn.checkpoint, device, hparams["batch_size"], True)
     return emb
 
 
@@ -77,17 +76,29 @@ if __name__ == "__main__":
     if trials is None:
         raise FileNotFoundError("no trial list: give --verification_file")
     device = run_opts.get("device", "cpu")
-    embed_fn, train_hp = load_trained_encoder(hparams["pretrain_path"], device,
-                                              hparams["average_checkpoints"], hparams["crop_seconds"])
+    embed_fn, train_hp = load_trained_encoder(
+        hparams["pretrain_path"], device, hparams["average_checkpoints"], hparams["crop_seconds"]
+    )
 
-    needs_train = (hparams["backend"] != "cosine" or hparams["mean_subtraction"]
-                   or hparams["score_norm"] is not None)
-    train_emb = training_embeddings(hparams, embed_fn, device, train_hp["sample_rate"]) \
-        if needs_train else None
+    needs_train = (
+        hparams["backend"] != "cosine" or hparams["mean_subtraction"] or hparams["score_norm"] is not None
+    )
+    train_emb = (
+        training_embeddings(hparams, embed_fn, device, train_hp["sample_rate"]) if needs_train else None
+    )
     metrics = evaluate_trials(
-        trials, hparams["data_folder"], embed_fn, hparams["output_folder"], device,
-        hparams["batch_size"], train_hp["sample_rate"], scorer=make_scorer(hparams, train_emb),
-        cohort=train_emb, score_norm=hparams["score_norm"], top_k=hparams["cohort_top_k"],
+        trials,
+        hparams["data_folder"],
+        embed_fn,
+        hparams["output_folder"],
+        device,
+        hparams["batch_size"],
+        train_hp["sample_rate"],
+        scorer=make_scorer(hparams, train_emb),
+        cohort=train_emb,
+        score_norm=hparams["score_norm"],
+        top_k=hparams["cohort_top_k"],
         history_path=os.path.join(hparams["pretrain_path"], "history.jsonl"),
-        cache_key=embed_fn.checkpoint)
+        cache_key=embed_fn.checkpoint,
+    )
     print(metrics_line(metrics))

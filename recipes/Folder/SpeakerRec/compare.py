@@ -68,30 +68,56 @@ def main(argv=None):
     parser.add_argument("--output_folder", required=True)
     parser.add_argument("--test_fraction", type=float, default=0.5)
     parser.add_argument("--split_seed", type=int, default=0)
-    parser.add_argument("--n_clusters", type=int, default=None,
-                        help="pseudo speakers (default: estimated by silhouette)")
+    parser.add_argument(
+        "--n_clusters", type=int, default=None, help="pseudo speakers (default: estimated by silhouette)"
+    )
     parser.add_argument("--rounds", type=int, default=2, choices=(0, 1, 2))
-    parser.add_argument("--freeze_epochs", type=int, default=None,
-                        help="also run MoCo-init with the encoder frozen for this many first epochs "
-                             "instead of the yaml's freeze_epochs (0: fine-tuned from the first step)")
-    parser.add_argument("--proj_hidden", type=int, default=None,
-                        help="also run MoCo with an MLP projection head of this width (MoCo v2 style: "
-                             "the encoder's embedding is not the contrastive space) and initialise "
-                             "supervised training from it")
-    parser.add_argument("--encoder_lr_scale", type=float, default=None,
-                        help="also run MoCo-init (from moco_mlp with --proj_hidden) with the encoder "
-                             "at this factor of the learning rate (discriminative fine-tuning)")
-    parser.add_argument("--short_epochs", type=int, default=None,
-                        help="also run scratch and MoCo-init (from moco_mlp with --proj_hidden) with "
-                             "this many supervised epochs, compared with each other")
-    parser.add_argument("--seeds", type=int, nargs="*", default=[],
-                        help="extra training seeds for scratch and every MoCo-initialised system "
-                             "(the yaml's seed is the first)")
+    parser.add_argument(
+        "--freeze_epochs",
+        type=int,
+        default=None,
+        help="also run MoCo-init with the encoder frozen for this many first epochs "
+        "instead of the yaml's freeze_epochs (0: fine-tuned from the first step)",
+    )
+    parser.add_argument(
+        "--proj_hidden",
+        type=int,
+        default=None,
+        help="also run MoCo with an MLP projection head of this width (MoCo v2 style: "
+        "the encoder's embedding is not the contrastive space) and initialise "
+        "supervised training from it",
+    )
+    parser.add_argument(
+        "--encoder_lr_scale",
+        type=float,
+        default=None,
+        help="also run MoCo-init (from moco_mlp with --proj_hidden) with the encoder "
+        "at this factor of the learning rate (discriminative fine-tuning)",
+    )
+    parser.add_argument(
+        "--short_epochs",
+        type=int,
+        default=None,
+        help="also run scratch and MoCo-init (from moco_mlp with --proj_hidden) with "
+        "this many supervised epochs, compared with each other",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="*",
+        default=[],
+        help="extra training seeds for scratch and every MoCo-initialised system "
+        "(the yaml's seed is the first)",
+    )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--stage_args", default="",
-                        help="extra arguments for every training stage, e.g. '--number_of_epochs=20'")
-    parser.add_argument("--results_folder", default=None,
-                        help="also copy comparison.md/.json and the DET plots here")
+    parser.add_argument(
+        "--stage_args",
+        default="",
+        help="extra arguments for every training stage, e.g. '--number_of_epochs=20'",
+    )
+    parser.add_argument(
+        "--results_folder", default=None, help="also copy comparison.md/.json and the DET plots here"
+    )
     args = parser.parse_args(argv)
 
     work = os.path.abspath(args.output_folder)
@@ -105,58 +131,78 @@ def main(argv=None):
     # MoCo runs: name -> (description, extra training arguments)
     moco_runs = {"moco": (SYSTEMS["moco"], [])}
     # supervised runs: name -> (description, MoCo run it starts from or None, extra arguments)
-    supervised = {"scratch": (SYSTEMS["scratch"], None, []),
-                  "moco_init": (SYSTEMS["moco_init"], "moco", [])}
+    supervised = {"scratch": (SYSTEMS["scratch"], None, []), "moco_init": (SYSTEMS["moco_init"], "moco", [])}
     if args.proj_hidden:
-        moco_runs["moco_mlp"] = (f"MoCo with a {args.proj_hidden}-wide MLP head, no labels (cosine)",
-                                 [f"--proj_hidden={args.proj_hidden}"])
+        moco_runs["moco_mlp"] = (
+            f"MoCo with a {args.proj_hidden}-wide MLP head, no labels (cosine)",
+            [f"--proj_hidden={args.proj_hidden}"],
+        )
         supervised["moco_mlp_init"] = ("supervised AAM, initialised from moco_mlp", "moco_mlp", [])
     source = "moco_mlp" if args.proj_hidden else "moco"
     if args.encoder_lr_scale is not None:
         supervised[f"{source}_init_lr{args.encoder_lr_scale:g}"] = (
             f"supervised AAM, initialised from {source}, encoder at {args.encoder_lr_scale:g} x the "
-            "learning rate", source, [f"--encoder_lr_scale={args.encoder_lr_scale}"])
+            "learning rate",
+            source,
+            [f"--encoder_lr_scale={args.encoder_lr_scale}"],
+        )
     scratch_of = {}  # an initialised system -> its scratch run when that is not "scratch"
     if args.short_epochs:
         n = args.short_epochs
-        supervised[f"scratch_e{n}"] = (f"supervised AAM, from scratch, {n} epochs", None,
-                                       [f"--number_of_epochs={n}"])
-        supervised[f"{source}_init_e{n}"] = (f"supervised AAM, initialised from {source}, {n} epochs",
-                                             source, [f"--number_of_epochs={n}"])
+        supervised[f"scratch_e{n}"] = (
+            f"supervised AAM, from scratch, {n} epochs",
+            None,
+            [f"--number_of_epochs={n}"],
+        )
+        supervised[f"{source}_init_e{n}"] = (
+            f"supervised AAM, initialised from {source}, {n} epochs",
+            source,
+            [f"--number_of_epochs={n}"],
+        )
         scratch_of[f"{source}_init_e{n}"] = f"scratch_e{n}"
     if args.freeze_epochs is not None:
         supervised[f"moco_init_frz{args.freeze_epochs}"] = (
             f"supervised AAM, MoCo-initialised, encoder frozen for {args.freeze_epochs} epochs",
-            "moco", [f"--freeze_epochs={args.freeze_epochs}"])
+            "moco",
+            [f"--freeze_epochs={args.freeze_epochs}"],
+        )
     seeded = list(supervised)  # what --seeds repeats
     for seed in args.seeds:
         for name in seeded:
             desc, init, more = supervised[name]
-            supervised[f"{name}_seed{seed}"] = (f"{desc}, training seed {seed}", init,
-                                                more + [f"--seed={seed}"])
+            supervised[f"{name}_seed{seed}"] = (
+                f"{desc}, training seed {seed}",
+                init,
+                more + [f"--seed={seed}"],
+            )
 
     # stages: the other MoCo runs first, each followed by what starts from it
     done = {}
     for name in sorted(moco_runs, key=lambda n: n == "moco"):
-        done[name] = ex.moco_stage(runner, args.data_folder, trials, name=name,
-                                   extra=overridden(extra, moco_runs[name][1]))
+        done[name] = ex.moco_stage(
+            runner, args.data_folder, trials, name=name, extra=overridden(extra, moco_runs[name][1])
+        )
         for sup, (_, init, more) in supervised.items():
             if sup not in done and init in (None, name):
-                done[sup] = ex.supervised_stage(runner, args.data_folder, trials, sup, init_from=init,
-                                                extra=overridden(extra, more))
+                done[sup] = ex.supervised_stage(
+                    runner, args.data_folder, trials, sup, init_from=init, extra=overridden(extra, more)
+                )
     prev = "moco"
     for r in range(1, args.rounds + 1):
-        done[f"pl{r}_labels"] = ex.pseudo_label_stage(runner, f"pl{r}_labels", prev, "moco",
-                                                      args.n_clusters)
-        done[f"pl{r}"] = ex.supervised_stage(runner, args.data_folder, trials, f"pl{r}", init_from=prev,
-                                             labels=f"pl{r}_labels", extra=extra)
+        done[f"pl{r}_labels"] = ex.pseudo_label_stage(runner, f"pl{r}_labels", prev, "moco", args.n_clusters)
+        done[f"pl{r}"] = ex.supervised_stage(
+            runner, args.data_folder, trials, f"pl{r}", init_from=prev, labels=f"pl{r}_labels", extra=extra
+        )
         prev = f"pl{r}"
     chain = {"pl1": ["moco", "pl1_labels", "pl1"], "pl2": ["moco", "pl1_labels", "pl1", "pl2_labels", "pl2"]}
     chain.update({name: [name] for name in moco_runs})
     chain.update({name: ([init] if init else []) + [name] for name, (_, init, _) in supervised.items()})
     # table order: the main systems, then the variants and seeds in the order they were added
-    described = dict({k: v[0] for k, v in moco_runs.items()}, **{k: v[0] for k, v in supervised.items()},
-                     **{k: SYSTEMS[k] for k in ("pl1", "pl2")})
+    described = dict(
+        {k: v[0] for k, v in moco_runs.items()},
+        **{k: v[0] for k, v in supervised.items()},
+        **{k: SYSTEMS[k] for k in ("pl1", "pl2")},
+    )
     systems = {k: described[k] for k in SYSTEMS}
     systems.update(described)
     rows, evals = [], {name: {} for name in lists}
@@ -168,15 +214,22 @@ def main(argv=None):
             out = os.path.join(work, "eval", system, name.replace(".txt", ""))
             metrics[name] = ex.verify_run(runner.out(system), path, args.data_folder, out, args.device)
             evals[name][system] = out
-        rows.append({"system": system, "description": desc, "metrics": metrics,
-                     "train_seconds": done[system]["seconds"],
-                     "total_seconds": sum(done[s]["seconds"] for s in chain[system]),
-                     "stages": chain[system]})
+        rows.append(
+            {
+                "system": system,
+                "description": desc,
+                "metrics": metrics,
+                "train_seconds": done[system]["seconds"],
+                "total_seconds": sum(done[s]["seconds"] for s in chain[system]),
+                "stages": chain[system],
+            }
+        )
     clusters = {}
     for r in range(1, args.rounds + 1):
         with open(os.path.join(runner.out(f"pl{r}_labels"), "clusters.json"), encoding="utf-8") as f:
             clusters[f"pl{r}"] = json.load(f)
     ref = {row["system"]: row for row in rows}
+
     def mean_eer(system, name):
         runs = [system] + [f"{system}_seed{seed}" for seed in args.seeds]
         return float(np.mean([ref[r]["metrics"][name]["EER"] for r in runs]))
@@ -185,47 +238,78 @@ def main(argv=None):
     scratch_runs = {"scratch"} | set(scratch_of.values())
     reference = {s: scratch_of.get(s, "scratch") for s in seeded if s not in scratch_runs}
     means = {name: {s: mean_eer(s, name) for s in seeded} for name in lists}
-    change = {name: {s: ex.relative_change(means[name][s], means[name][ref])
-                     for s, ref in reference.items()} for name in lists}
+    change = {
+        name: {s: ex.relative_change(means[name][s], means[name][ref]) for s, ref in reference.items()}
+        for name in lists
+    }
     plots = {}
     for name in lists:
         stem = name.replace(".txt", "")
         main_systems = {k: v for k, v in evals[name].items() if k in SYSTEMS}  # not every seed
-        plots[name] = plot_det(ex.det_systems(main_systems), os.path.join(work, f"det_{stem}.png"),
-                               title=f"{os.path.basename(os.path.normpath(args.data_folder))} "
-                                     f"test speakers, {stem}")
-    result = {"command": "python recipes/Folder/SpeakerRec/compare.py " + " ".join(
-                  shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
-              "machine": ex.machine_description(), "split": {k: split[k] for k in (
-                  "data_folder", "seed", "test_fraction", "trials")},
-              "n_train_speakers": len(split["train_speakers"]),
-              "n_test_speakers": len(split["test_speakers"]),
-              "systems": rows, "moco_init_vs_scratch_eer_change_percent": change,
-              "change_reference": reference,
-              "mean_eer_over_seeds": means, "n_seeds": 1 + len(args.seeds),
-              "pseudo_labels": {k: {f: v.get(f) for f in ("n_clusters", "train_rows", "train_kept",
-                                                          "train_speakers", "quality_all", "quality_kept",
-                                                          "cluster_seconds", "extract_seconds")}
-                                for k, v in clusters.items()},
-              "det_plots": plots}
-    lines = [f"# Pretraining and pseudo-label comparison on {result['split']['data_folder']}", "",
-             f"Command: `{result['command']}`  ", f"Machine: {result['machine']}  ",
-             f"Speakers: {ex.split_summary(split)}", "",
-             ex.results_table(rows, list(lists)), "",
-             "train s: wall seconds of the system's own stage(s); total s: including the MoCo "
-             "pretraining and pseudo-labelling it starts from. Cosine scoring, no score normalisation.", ""]
+        plots[name] = plot_det(
+            ex.det_systems(main_systems),
+            os.path.join(work, f"det_{stem}.png"),
+            title=f"{os.path.basename(os.path.normpath(args.data_folder))} test speakers, {stem}",
+        )
+    result = {
+        "command": "python recipes/Folder/SpeakerRec/compare.py "
+        + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
+        "machine": ex.machine_description(),
+        "split": {k: split[k] for k in ("data_folder", "seed", "test_fraction", "trials")},
+        "n_train_speakers": len(split["train_speakers"]),
+        "n_test_speakers": len(split["test_speakers"]),
+        "systems": rows,
+        "moco_init_vs_scratch_eer_change_percent": change,
+        "change_reference": reference,
+        "mean_eer_over_seeds": means,
+        "n_seeds": 1 + len(args.seeds),
+        "pseudo_labels": {
+            k: {
+                f: v.get(f)
+                for f in (
+                    "n_clusters",
+                    "train_rows",
+                    "train_kept",
+                    "train_speakers",
+                    "quality_all",
+                    "quality_kept",
+                    "cluster_seconds",
+                    "extract_seconds",
+                )
+            }
+            for k, v in clusters.items()
+        },
+        "det_plots": plots,
+    }
+    lines = [
+        f"# Pretraining and pseudo-label comparison on {result['split']['data_folder']}",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {result['machine']}  ",
+        f"Speakers: {ex.split_summary(split)}",
+        "",
+        ex.results_table(rows, list(lists)),
+        "",
+        "train s: wall seconds of the system's own stage(s); total s: including the MoCo "
+        "pretraining and pseudo-labelling it starts from. Cosine scoring, no score normalisation.",
+        "",
+    ]
     over = f"mean of {1 + len(args.seeds)} training seeds" if args.seeds else "one training seed"
     for name, values in change.items():
         for system, value in values.items():
             base = reference[system]
-            lines.append(f"- {system} vs {base}, {name} ({over}): EER {means[name][system]:.2f}% "
-                         f"vs {means[name][base]:.2f}% ({value:+.1f}% relative)")
+            lines.append(
+                f"- {system} vs {base}, {name} ({over}): EER {means[name][system]:.2f}% "
+                f"vs {means[name][base]:.2f}% ({value:+.1f}% relative)"
+            )
     for k, v in result["pseudo_labels"].items():
         q = v["quality_all"] or {}
-        lines.append(f"- {k} pseudo-labels: {v['n_clusters']} clusters, {v['train_kept']}/{v['train_rows']} "
-                     f"training utterances kept in {v['train_speakers']} pseudo speakers; against the "
-                     f"true speakers (report only): NMI {q.get('nmi', float('nan')):.3f}, purity "
-                     f"{q.get('purity', float('nan')):.3f}")
+        lines.append(
+            f"- {k} pseudo-labels: {v['n_clusters']} clusters, {v['train_kept']}/{v['train_rows']} "
+            f"training utterances kept in {v['train_speakers']} pseudo speakers; against the "
+            f"true speakers (report only): NMI {q.get('nmi', float('nan')):.3f}, purity "
+            f"{q.get('purity', float('nan')):.3f}"
+        )
     text = "\n".join(lines) + "\n"
     with open(os.path.join(work, "comparison.md"), "w", encoding="utf-8") as f:
         f.write(text)
@@ -233,7 +317,8 @@ def main(argv=None):
     if args.results_folder:
         os.makedirs(args.results_folder, exist_ok=True)
         for path in [os.path.join(work, "comparison.md"), os.path.join(work, "comparison.json")] + list(
-                plots.values()):
+            plots.values()
+        ):
             shutil.copy(path, args.results_folder)
     print(text)
     return result

@@ -53,27 +53,58 @@ if __name__ == "__main__":
     out = hparams["output_folder"]
     os.makedirs(out, exist_ok=True)
     device = run_opts.get("device", "cpu")
-    embed_fn, train_hp = load_trained_encoder(run, device, hparams["average_checkpoints"],
-                                              hparams["crop_seconds"])
+    embed_fn, train_hp = load_trained_encoder(
+        run, device, hparams["average_checkpoints"], hparams["crop_seconds"]
+    )
 
     # Embeddings of every training (then validation) utterance of the run's manifests
     train_rows, fields = read_csv(train_csv, required=("ID", "spk_id"))
     valid_rows = read_csv(valid_csv, required=("ID", "spk_id"))[0] if valid_csv else []
     start = time.time()
-    parts = [embed_rows(path, rows, data_folder, embed_fn, train_hp["sample_rate"],
-                        os.path.join(out, f"{name}_embeddings.pt"), device, hparams["batch_size"])
-             for name, path, rows in (("train", train_csv, train_rows), ("valid", valid_csv, valid_rows))
-             if rows]
+    parts = [
+        embed_rows(
+            path,
+            rows,
+            data_folder,
+            embed_fn,
+            train_hp["sample_rate"],
+            os.path.join(out, f"{name}_embeddings.pt"),
+            device,
+            hparams["batch_size"],
+        )
+        for name, path, rows in (("train", train_csv, train_rows), ("valid", valid_csv, valid_rows))
+        if rows
+    ]
     extract_seconds = time.time() - start
 
     # Cluster, filter, relabel, write the manifests and the report
     report = pseudo_label_manifests(
-        torch.cat(parts).numpy(), train_rows, valid_rows, fields, out, hparams["n_clusters"],
-        hparams["cluster_method"], hparams["keep_ratio"], hparams["min_cluster_size"],
-        hparams["seed"], hparams["report_labels"])
-    report.update(pretrain_path=os.path.abspath(run), encoder=embed_fn.checkpoint,
-                  extract_seconds=round(extract_seconds, 3), data_folder=data_folder)
+        torch.cat(parts).numpy(),
+        train_rows,
+        valid_rows,
+        fields,
+        out,
+        hparams["n_clusters"],
+        hparams["cluster_method"],
+        hparams["keep_ratio"],
+        hparams["min_cluster_size"],
+        hparams["seed"],
+        hparams["report_labels"],
+    )
+    report.update(
+        pretrain_path=os.path.abspath(run),
+        encoder=embed_fn.checkpoint,
+        extract_seconds=round(extract_seconds, 3),
+        data_folder=data_folder,
+    )
     with open(os.path.join(out, "clusters.json"), "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
-    print(json.dumps({k: report[k] for k in ("n_clusters", "train_kept", "train_rows",
-                                              "train_speakers", "quality_all") if k in report}))
+    print(
+        json.dumps(
+            {
+                k: report[k]
+                for k in ("n_clusters", "train_kept", "train_rows", "train_speakers", "quality_all")
+                if k in report
+            }
+        )
+    )

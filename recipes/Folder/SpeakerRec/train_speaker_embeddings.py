@@ -25,24 +25,34 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_moco.dataio import (
-    SkippingDataset,
-    attach_audio_cache,
-    labelled_crop_dataset,
-    read_manifest,
-    run_preparation,
-    trial_list_path,
-)
+from speechbrain_moco import dataio
 from speechbrain_moco.run_folder import write_run_info
-from speechbrain_moco.training import (
-    SpeakerBrain,
-    check_init_features,
-    init_schedule,
-    load_encoder_init,
-)
+from speechbrain_moco.training import SpeakerBrain, check_init_features, init_schedule, load_encoder_init
 from speechbrain_moco.verification import metrics_line
 
 logger = get_logger(__name__)
+
+
+def dataio_prep(hparams, data_root, labels):
+    """One random labelled crop per utterance: training (unreadable audio skipped and
+    listed in ``skipped_audio.txt``) and validation sets, and their loader options."""
+    crops = hparams["crops"]
+    manifests = [hparams["train_annotation"], hparams["valid_annotation"]]
+    # with audio_cache: crops sliced from one memory-mapped copy of the training audio
+    dataio.attach_audio_cache(crops, manifests, data_root, hparams["audio_cache"], hparams["sample_rate"])
+    train = dataio.labelled_crop_dataset(hparams["train_annotation"], data_root, crops, labels)
+    valid = hparams["valid_annotation"]
+    if valid is not None:
+        unknown = sorted({r["spk_id"] for r in dataio.read_manifest(valid)} - set(labels.lab2ind))
+        if unknown:
+            raise ValueError(f"{valid}: speakers not in the training manifest: {unknown[:5]}")
+        valid = dataio.labelled_crop_dataset(valid, data_root, crops, labels)
+    train = dataio.SkippingDataset(train, os.path.join(hparams["output_folder"], "skipped_audio.txt"))
+    loaders = {
+        "train_loader_kwargs": hparams["train_dataloader_options"],
+        "valid_loader_kwargs": hparams["valid_dataloader_options"],
+    }
+    return train, valid, loaders
 
 
 def label_encoder(hparams):
@@ -51,7 +61,7 @@ def label_encoder(hparams):
 
     def create():
         os.makedirs(hparams["save_folder"], exist_ok=True)
-        speakers = sorted({row["spk_id"] for row in read_manifest(hparams["train_annotation"])})
+        speakers = sorted({row["spk_id"] for row in dataio.read_manifest(hparams["train_annotation"])})
         CategoricalEncoder().load_or_create(path, from_iterables=[speakers])
 
     run_on_main(create)
@@ -60,47 +70,40 @@ def label_encoder(hparams):
     return encoder
 
 
-def dataio_prep(hparams, data_root, labels):
-    """One random labelled crop per utterance: training (unreadable audio skipped and
-    listed in ``skipped_audio.txt``) and validation sets."""
-    crops = hparams["crops"]
-    if hparams["audio_cache"]:  # crops sliced from one memory-mapped copy of the audio
-        attach_audio_cache(crops, [hparams["train_annotation"], hparams["valid_annotation"]],
-                           data_root, hparams["audio_cache"], hparams["sample_rate"])
-    train = labelled_crop_dataset(hparams["train_annotation"], data_root, crops, labels)
-    valid = hparams["valid_annotation"]
-    if valid is not None:
-        unknown = sorted({r["spk_id"] for r in read_manifest(valid)} - set(labels.lab2ind))
-        if unknown:
-            raise ValueError(f"{valid}: speakers not in the training manifest: {unknown[:5]}")
-        valid = labelled_crop_dataset(valid, data_root, crops, labels)
-    return SkippingDataset(train, os.path.join(hparams["output_folder"], "skipped_audio.txt")), valid
-
-
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
     sb.utils.distributed.ddp_init_group(run_opts)  # a no-op unless launched by torchrun
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     # bad values fail before any data preparation
-    freeze, lr_scale = init_schedule(hparams["init_from"], hparams["freeze_epochs"],
-                                     hparams["encoder_lr_scale"])
-    sb.create_experiment_directory(experiment_directory=hparams["output_folder"],
-                                   hyperparams_to_save=hparams_file, overrides=overrides)
+    freeze, lr_scale = init_schedule(
+        hparams["init_from"], hparams["freeze_epochs"], hparams["encoder_lr_scale"]
+    )
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides
+    )
     if freeze and freeze >= hparams["number_of_epochs"]:
-        logger.warning("freeze_epochs (%d) >= number_of_epochs (%d): the initialised encoder is never "
-                       "fine-tuned, only the classifier trains (lower --freeze_epochs)",
-                       freeze, hparams["number_of_epochs"])
+        logger.warning(
+            "freeze_epochs (%d) >= number_of_epochs (%d): the initialised encoder is never "
+            "fine-tuned, only the classifier trains (lower --freeze_epochs)",
+            freeze,
+            hparams["number_of_epochs"],
+        )
 
     # Manifests: the prep's own, or pseudo-labelled ones given as --train_annotation
-    prepared, trials = run_preparation(
-        hparams["prepare_data"], hparams["data_folder"], hparams["manifest_folder"],
-        trial_list_path(hparams["verification_file"], hparams["data_folder"]))
+    prepared, trials = dataio.run_preparation(
+        hparams["prepare_data"],
+        hparams["data_folder"],
+        hparams["manifest_folder"],
+        dataio.trial_list_path(hparams["verification_file"], hparams["data_folder"]),
+    )
     data_root = prepared["data_root"]
     labels = label_encoder(hparams)
     if len(labels.lab2ind) < 2:
-        raise ValueError(f"{hparams['train_annotation']}: {len(labels.lab2ind)} speaker(s); "
-                         "supervised training needs at least 2")
+        raise ValueError(
+            f"{hparams['train_annotation']}: {len(labels.lab2ind)} speaker(s); "
+            "supervised training needs at least 2"
+        )
     classifier = hparams["classifier"](out_neurons=len(labels.lab2ind))
     hparams["modules"]["classifier"] = classifier
     hparams["checkpointer"].add_recoverable("classifier", classifier)
@@ -110,19 +113,14 @@ if __name__ == "__main__":
     if init:
         init_path = load_encoder_init(hparams["embedding_model"], init)
         check_init_features(hparams["mean_var_norm"], init, init_path)
-    write_run_info(hparams["output_folder"], data_folder=data_root, trials=trials,
-                   train_annotation=os.path.abspath(hparams["train_annotation"]),
-                   valid_annotation=hparams["valid_annotation"] and os.path.abspath(
-                       hparams["valid_annotation"]),
-                   init_from=init and os.path.abspath(init), init_checkpoint=init_path,
-                   n_speakers=len(labels.lab2ind), freeze_epochs=freeze, encoder_lr_scale=lr_scale)
+    info = dict(init_from=init and os.path.abspath(init), init_checkpoint=init_path, trials=trials)
+    info.update(n_speakers=len(labels.lab2ind), freeze_epochs=freeze, encoder_lr_scale=lr_scale)
+    manifests = hparams["train_annotation"], hparams["valid_annotation"]
+    write_run_info(hparams["output_folder"], data_root, *manifests, **info)
 
-    train_set, valid_set = dataio_prep(hparams, data_root, labels)
-    brain = SpeakerBrain(modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
-                         run_opts=run_opts, checkpointer=hparams["checkpointer"])
-    brain.fit(brain.hparams.epoch_counter, train_set, valid_set,
-              train_loader_kwargs=hparams["train_dataloader_options"],
-              valid_loader_kwargs=hparams["valid_dataloader_options"])
+    train_set, valid_set, loaders = dataio_prep(hparams, data_root, labels)
+    brain = SpeakerBrain(hparams["modules"], hparams["opt_class"], hparams, run_opts, hparams["checkpointer"])
+    brain.fit(hparams["epoch_counter"], train_set, valid_set, **loaders)
 
     if trials is not None and if_main_process():
         print(metrics_line(*brain.score_trials(trials, data_root)))
