@@ -103,3 +103,17 @@ def wrap_ddp(modules, device, sync_batchnorm=False, find_unused_parameters=False
                 module, device_ids=ids, find_unused_parameters=find_unused_parameters
             )
     return modules
+
+
+def all_ranks_finite(tensor, device="cpu"):
+    """True when ``tensor`` is finite on every process (one all-reduce under DDP).
+
+    Example
+    -------
+    >>> all_ranks_finite(torch.tensor(1.0)), all_ranks_finite(torch.tensor(float("nan")))
+    (True, False)
+    """
+    bad = torch.tensor(0.0 if torch.isfinite(tensor.detach()).all() else 1.0, device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+    return float(bad) == 0.0

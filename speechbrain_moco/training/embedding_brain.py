@@ -1,16 +1,11 @@
-"""``EmbeddingBrain``: what every speaker-embedding trainer of the toolkit shares.
+"""``EmbeddingBrain``: what ``MoCoBrain`` and ``SpeakerBrain`` share.
 
-``MoCoBrain`` (self-supervised) and ``SpeakerBrain`` (AAM-softmax on labels or
-pseudo-labels) both subclass it, so both get the same feature front-end,
-per-row reproducible augmentation, warm-up + cosine learning rate per step,
-non-finite-loss skipping, start-up checks, one ``fit`` (loaders, checks of the
-data against the set-up), ``history.jsonl`` and atomic end-of-epoch checkpoints.
-Subclasses implement ``compute_forward``, ``compute_objectives``,
-``embedding_dim`` and ``epoch_crops`` (the crop generator whose epoch the stages
-set), and may extend ``check_setup``.
-
-Every hyperparameter it reads is a key of each recipe yaml (``spec_augment``,
-``augment``, ``sync_batchnorm``, ... with ``null`` / ``False`` defaults).
+The feature front-end, per-row reproducible augmentation, warm-up + cosine learning
+rate per step, non-finite-loss skipping, start-up checks, one ``fit``, ``history.jsonl``,
+atomic end-of-epoch checkpoints and the end-of-recipe ``score_trials``. Subclasses
+implement ``compute_forward``, ``compute_objectives``, ``embedding_dim`` and
+``epoch_crops``, and may extend ``check_setup``. Every hyperparameter it reads is a key
+of each recipe yaml (``null`` / ``False`` defaults).
 """
 
 import os
@@ -18,17 +13,17 @@ import zlib
 
 import speechbrain as sb
 import torch
-import torch.distributed as dist
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_moco.dataio.datasets import manifest_durations
 from speechbrain_moco.dataio.sources import count_skipped
 from speechbrain_moco.encoder import embed
-from speechbrain_moco.moco.distributed import world_size, wrap_ddp
+from speechbrain_moco.moco.distributed import all_ranks_finite, world_size, wrap_ddp
 from speechbrain_moco.run_folder import append_history
 from speechbrain_moco.training.checkpoint import RNGState
 from speechbrain_moco.training.checks import check_batch, check_crops, check_encoder, is_architecture_mismatch
 from speechbrain_moco.training.schedule import warmup_cosine
+from speechbrain_moco.training.state import ModuleState
 from speechbrain_moco.verification.evaluate import evaluate_trials
 from speechbrain_moco.verification.statistics import stats_embed_fn
 
@@ -145,19 +140,13 @@ class EmbeddingBrain(sb.core.Brain):
         should_step = (self.step % self.grad_accumulation_factor) == 0
         self.on_fit_batch_start(batch, should_step)
         # batch-norm statistics move during the forward pass: keep them to undo a bad step
-        stats = [
-            (b, b.detach().clone())
-            for name, m in self.modules.items()
-            if name != "queue"
-            for b in m.buffers()
-        ]
+        state = ModuleState(self.modules, exclude=("queue",))
         with self.no_sync(not should_step):
             with self.training_ctx:
                 outputs = self.compute_forward(batch, sb.Stage.TRAIN)
                 loss = self.compute_objectives(outputs, batch, sb.Stage.TRAIN)
-            if not self.all_finite(loss):
-                for buffer, saved in stats:
-                    buffer.copy_(saved)
+            if not all_ranks_finite(loss, self.device):
+                state.restore()
                 self.skip_step(loss)
                 return loss.detach().cpu()
             self.nonfinite_in_a_row = 0
@@ -167,24 +156,13 @@ class EmbeddingBrain(sb.core.Brain):
         self.on_fit_batch_end(batch, outputs, loss, should_step)
         return loss.detach().cpu()
 
-    def all_finite(self, loss):
-        """True when the loss is finite on every process."""
-        bad = torch.tensor(0.0 if torch.isfinite(loss.detach()).all() else 1.0, device=self.device)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-        return float(bad) == 0.0
-
     def skip_step(self, loss):
         """Count a non-finite step, drop its gradients, stop if patience is spent."""
         self.skipped_steps += 1
         self.nonfinite_in_a_row += 1
         self.zero_grad(set_to_none=True)
-        logger.warning(
-            "non-finite loss (%s) at step %d: step skipped (%d skipped so far)",
-            float(loss.detach()),
-            self.step,
-            self.skipped_steps,
-        )
+        what = f"non-finite loss ({float(loss.detach())}) at step {self.step}"
+        logger.warning("%s: step skipped (%d skipped so far)", what, self.skipped_steps)
         if self.nonfinite_in_a_row > self.nonfinite_patience:
             raise RuntimeError(
                 f"{self.nonfinite_in_a_row} non-finite losses in a row (nonfinite_patience="
