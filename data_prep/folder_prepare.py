@@ -15,6 +15,7 @@ Example
 ['data_root', 'skipped', 'test', 'train', 'trials', 'valid']
 """
 
+import hashlib
 import os
 import random
 
@@ -108,12 +109,24 @@ def prepare_folder(
         "sample_rate": sample_rate,
         "seed": seed,
         "extensions": sorted(e.lower() for e in extensions),
+        # files added, removed or rewritten since the last preparation redo it
+        "corpus": corpus_signature(data_folder, extensions, trial_path),
     }
     if options_match(save_folder, options, outputs.values()):
         logger.info("Manifests in %s are up to date, skipping preparation", save_folder)
         return result
 
     rows, skipped = scan_folder(data_folder, sample_rate, extensions)
+    if not rows:
+        raise ValueError(
+            f"{data_folder}: no usable audio file: a folder corpus is <root>/<speaker>/**/"
+            f"{'|'.join('*' + e for e in extensions)} at {sample_rate} Hz"
+            + (
+                f" ({len(skipped)} file(s) rejected, first: {skipped[0][0]}: {skipped[0][1]})"
+                if skipped
+                else ""
+            )
+        )
     by_id = {row["ID"]: row for row in rows}
     skipped_by_id = {utterance_id(rel): reason for rel, reason in skipped}
 
@@ -124,6 +137,10 @@ def prepare_folder(
         )
         test_spks = {by_id[uid]["spk_id"] for uid in test_ids}
     train_rows = [row for row in rows if row["spk_id"] not in test_spks]
+    if not train_rows:
+        raise ValueError(
+            f"{trial_path}: every speaker of {data_folder} is a trial speaker: none is left to train on"
+        )
     train_rows, valid_rows = split_valid(train_rows, valid_ratio, seed)
 
     os.makedirs(save_folder, exist_ok=True)
@@ -144,6 +161,20 @@ def prepare_folder(
     )
     save_options(save_folder, options)
     return result
+
+
+def corpus_signature(data_folder, extensions, trial_path=None):
+    """SHA-256 of the corpus' audio files (paths, sizes, modification times) and trial list.
+
+    Part of the preparation's options: a corpus that changed since the manifests were
+    written (files added, removed or rewritten) is prepared again.
+    """
+    digest = hashlib.sha256()
+    paths = [os.path.join(data_folder, rel) for rel in find_audio_files(data_folder, extensions)]
+    for path in paths + ([trial_path] if trial_path else []):
+        stat = os.stat(path)
+        digest.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return f"{len(paths)} files, sha256 {digest.hexdigest()}"
 
 
 def scan_folder(data_folder, sample_rate=16000, extensions=(".wav", ".flac")):

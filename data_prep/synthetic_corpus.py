@@ -19,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from speechbrain.utils.logger import get_logger
+from tqdm import tqdm
 
 from data_prep.synthetic_voice import draw_speaker, render_utterance
 from speechbrain_moco.dataio.trials import balanced_trials
@@ -95,9 +96,9 @@ def generate_corpus(
     if num_workers > 1:
         ctx = multiprocessing.get_context("spawn")  # no fork of a torch process
         with ProcessPoolExecutor(num_workers, mp_context=ctx) as pool:
-            list(pool.map(render, jobs, chunksize=8))
+            list(tqdm(pool.map(render, jobs, chunksize=8), total=len(jobs), desc="synthesising"))
     else:
-        list(map(render, jobs))
+        list(tqdm(map(render, jobs), total=len(jobs), desc="synthesising"))
     held_out = {k: utts_by_spk[k] for k in sorted(utts_by_spk)[-n_held_out:]}
     trial_rng = np.random.default_rng([seed, 10**6])
     trials = balanced_trials(held_out, n_target_per_spk, trial_rng)

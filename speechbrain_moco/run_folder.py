@@ -6,6 +6,8 @@ to find the data again)."""
 
 import json
 import os
+import shlex
+import sys
 
 import ruamel.yaml
 import speechbrain as sb
@@ -64,13 +66,15 @@ def embedding_checkpoint(init_from):
 def write_run_info(run_folder, data_folder, train_annotation, valid_annotation=None, trials=None, **more):
     """Write ``<run_folder>/run_info.json`` (main process only): where a run's data is.
 
-    ``data_folder`` (the manifests' ``$data_root``), the training and validation manifests
-    and the trial list it scores, as absolute paths, and any ``more`` fields (JSON
-    values). ``verify.py`` and ``pseudo_labels.py`` read it to find the data again.
+    The command line that made the run, ``data_folder`` (the manifests' ``$data_root``),
+    the training and validation manifests and the trial list it scores, as absolute
+    paths, and any ``more`` fields (JSON values). ``verify.py``, ``pseudo_labels.py`` and
+    the export read it to find the data again.
     """
     if not if_main_process():
         return
     info = {
+        "command": "python " + shlex.join(sys.argv),
         "data_folder": os.path.abspath(data_folder),
         "trials": trials and os.path.abspath(trials),
         "train_annotation": os.path.abspath(train_annotation),
@@ -96,3 +100,41 @@ def append_history(run_folder, row):
         return
     with open(os.path.join(run_folder, "history.jsonl"), "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
+
+
+class RunStatus:
+    """``with RunStatus(run_folder):`` around a recipe's work records how it ended.
+
+    ``<run_folder>/status.json`` says ``running`` while the block runs, then
+    ``finished``, or ``failed`` with the error (a run that fails early, e.g. on a bad
+    ``--data_folder``, leaves a folder that says so instead of looking like a run).
+    Written by the main process only; the error is re-raised.
+    """
+
+    def __init__(self, run_folder):
+        self.path = os.path.join(run_folder, "status.json")
+
+    def _write(self, **fields):
+        if if_main_process():
+            with open(self.path, "w", encoding="utf-8") as f:
+                json.dump(dict(fields, command="python " + shlex.join(sys.argv)), f, indent=2)
+
+    def __enter__(self):
+        self._write(status="running")
+        return self
+
+    def __exit__(self, kind, error, trace):
+        if kind is None:
+            self._write(status="finished")
+        elif issubclass(kind, Exception):
+            self._write(status="failed", error=f"{kind.__name__}: {error}")
+        return False
+
+
+def run_status(run_folder):
+    """``running`` / ``finished`` / ``failed`` from ``status.json``, None without one."""
+    path = os.path.join(run_folder, "status.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get("status")

@@ -1,16 +1,16 @@
 """Verify one pair of recordings with an exported model folder.
 
-``python -m speechbrain_moco.verify a.wav b.wav --model DIR``
+``python -m speechbrain_moco.verify a.wav b.wav --model DIR [--threshold=T]``
 
-``DIR`` is written by ``python -m speechbrain_moco.export``. The model is
-loaded with SpeechBrain's ``SpeakerRecognition.from_hparams`` (local folder,
-no hub access) and the pair is scored with its ``verify_files`` (cosine of
-the two embeddings); the decision uses the threshold in ``DIR/threshold.json``
-(accept when ``score > threshold``) unless ``--threshold`` is given.
+``DIR`` is written by ``python -m speechbrain_moco.export``. The model is loaded with
+SpeechBrain's ``foreign_class`` and the folder's ``interface.py``
+(:class:`speechbrain_moco.verification.interface.MoCoSpeakerRecognition`, local folder,
+no hub access); the pair is scored with its ``verify_files`` (cosine of the two
+embeddings) and decided at the folder's threshold unless ``--threshold`` is given.
+Prints the score, its calibrated log-likelihood ratio and the decision.
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -20,54 +20,57 @@ logger = get_logger(__name__)
 
 
 def load_model(model_dir, savedir=None, device="cpu"):
-    """``SpeakerRecognition`` from an exported folder, and its threshold.
+    """The exported model of ``model_dir`` as a ``MoCoSpeakerRecognition``.
 
-    ``savedir`` None reads every file in place (nothing is written).
+    ``savedir`` None reads every file in place.
     """
-    from speechbrain.inference.speaker import SpeakerRecognition
+    from speechbrain.inference.interfaces import foreign_class
 
-    if not os.path.isfile(os.path.join(model_dir, "hyperparams.yaml")):
-        raise FileNotFoundError(f"{model_dir} has no hyperparams.yaml: export a run first")
-    model = SpeakerRecognition.from_hparams(
-        source=os.path.abspath(model_dir), savedir=savedir, run_opts={"device": device}
+    for name in ("hyperparams.yaml", "interface.py"):
+        if not os.path.isfile(os.path.join(model_dir, name)):
+            raise FileNotFoundError(
+                f"{model_dir} has no {name}: export a run there first (python -m speechbrain_moco.export)"
+            )
+    source = os.path.abspath(model_dir)
+    return foreign_class(
+        source=source,
+        pymodule_file="interface.py",
+        classname="MoCoSpeakerRecognition",
+        savedir=savedir or source,
+        run_opts={"device": device},
     )
-    threshold_path = os.path.join(model_dir, "threshold.json")
-    threshold = None
-    if os.path.isfile(threshold_path):
-        with open(threshold_path, encoding="utf-8") as fin:
-            threshold = float(json.load(fin)["threshold"])
-    return model, threshold
 
 
 def verify_pair(path_a, path_b, model_dir, threshold=None, savedir=None, device="cpu"):
-    """``(score, threshold, same_speaker)`` of two audio files."""
-    model, stored = load_model(model_dir, savedir, device)
-    if threshold is None:
-        threshold = stored if stored is not None else 0.25
-    score, _ = model.verify_files(path_a, path_b)
-    score = float(score.reshape(-1)[0])
-    return score, float(threshold), score > threshold
+    """``(score, threshold, same_speaker, llr)`` of two audio files."""
+    for path in (path_a, path_b):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"audio file not found: {path}")
+    model = load_model(model_dir, savedir, device)
+    threshold = model.threshold if threshold is None else float(threshold)
+    score = model.score_files(path_a, path_b)
+    return score, threshold, score > threshold, float(model.llr(score))
 
 
 def main(argv=None):
-    """Command line entry point: prints the score and the decision."""
+    """Command line entry point: prints the score, the llr and the decision."""
     parser = argparse.ArgumentParser(description="cosine verification of two recordings")
     parser.add_argument("enrol", help="first recording")
     parser.add_argument("test", help="second recording")
     parser.add_argument("--model", required=True, help="folder written by speechbrain_moco.export")
     parser.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="decision threshold (default: the model's threshold.json)",
+        "--threshold", type=float, default=None, help="decision threshold (default: the model's own)"
     )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    score, threshold, same = verify_pair(
-        args.enrol, args.test, args.model, args.threshold, device=args.device
-    )
+    try:
+        score, threshold, same, llr = verify_pair(
+            args.enrol, args.test, args.model, args.threshold, device=args.device
+        )
+    except FileNotFoundError as err:
+        parser.exit(2, f"error: {err}\n")
     decision = "same speaker" if same else "different speakers"
-    print(f"score {score:.6f} | threshold {threshold:.6f} | {decision}")
+    print(f"score {score:.6f} | llr {llr:+.3f} | threshold {threshold:.6f} | {decision}")
     return score, threshold, same
 
 

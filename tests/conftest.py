@@ -143,3 +143,10 @@ def train_moco(
         + listed
         + args
     )
+
+
+def pytest_collection_modifyitems(items):
+    """Integration tests are ``slow`` (left out by ``-m "not slow"``) unless marked ``smoke``."""
+    for item in items:
+        if "integration" in item.path.parts and "smoke" not in item.keywords:
+            item.add_marker(pytest.mark.slow)

@@ -93,4 +93,5 @@ def evaluate_untrained(kind, yaml_path, trials, data_folder, out_dir, device="cp
             scorer=scorer,
             cache_key=key,
             manifest=csv_path,
+            system=kind,
         )

@@ -25,6 +25,8 @@ def load_audio(path, sample_rate, resample=False, start=0, stop=None, channel=No
     >>> load_audio(path, 16000, start=100, stop=300).shape
     torch.Size([200])
     """
+    if not os.path.isfile(path):
+        raise AudioError(f"audio file not found: {path}")
     try:
         data, rate = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises several types
@@ -42,6 +44,8 @@ def load_audio(path, sample_rate, resample=False, start=0, stop=None, channel=No
 
 def audio_frames(path):
     """Number of samples per channel in ``path`` (reads the header only)."""
+    if not os.path.isfile(path):
+        raise AudioError(f"audio file not found: {path}")
     try:
         return sf.info(path).frames
     except Exception as err:

@@ -7,6 +7,7 @@ temporary directory and renames it into place only once every file is
 written; leftovers of interrupted saves are removed at the next save.
 """
 
+import logging
 import os
 import random
 import shutil
@@ -22,6 +23,9 @@ from speechbrain.utils.checkpoints import (
     register_checkpoint_hooks,
 )
 from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.logger import get_logger
+
+logger = get_logger(__name__)
 
 TMP_PREFIX = ".tmp-"
 
@@ -48,18 +52,23 @@ class AtomicCheckpointer(Checkpointer):
         final = super()._custom_checkpoint_dirpath(name)
         return final.with_name(TMP_PREFIX + final.name)
 
-    def save_checkpoint(self, meta={}, end_of_epoch=True, name=None, verbosity=20):
-        """Save into a temporary directory, then rename it into place."""
+    def save_checkpoint(self, meta={}, end_of_epoch=True, name=None, verbosity=logging.INFO):
+        """Save into a temporary directory, then rename it into place (and log that path)."""
         if if_main_process():
             for stale in self.checkpoints_dir.glob(TMP_PREFIX + CKPT_PREFIX + "*"):
                 shutil.rmtree(stale, ignore_errors=True)
-        ckpt = super().save_checkpoint(meta=meta, end_of_epoch=end_of_epoch, name=name, verbosity=verbosity)
+        # SpeechBrain logs the folder it writes: the temporary one, at DEBUG level
+        ckpt = super().save_checkpoint(
+            meta=meta, end_of_epoch=end_of_epoch, name=name, verbosity=logging.DEBUG
+        )
         if ckpt is None:  # not the main process
             return None
         final = ckpt.path.with_name(ckpt.path.name[len(TMP_PREFIX) :])
         if final.exists():
             shutil.rmtree(final)
         os.replace(ckpt.path, final)
+        kind = "an end-of-epoch" if end_of_epoch else "an intra-epoch"
+        logger.log(verbosity, "Saved %s checkpoint in %s", kind, final)
         files = {key: final / path.name for key, path in ckpt.paramfiles.items()}
         return Checkpoint(final, ckpt.meta, files)
 

@@ -25,6 +25,7 @@ from speechbrain_moco.training.checks import check_batch, check_crops, check_enc
 from speechbrain_moco.training.schedule import warmup_cosine
 from speechbrain_moco.training.state import ModuleState
 from speechbrain_moco.verification.evaluate import evaluate_trials
+from speechbrain_moco.verification.metrics import metrics_line
 from speechbrain_moco.verification.statistics import stats_embed_fn
 
 logger = get_logger(__name__)
@@ -91,14 +92,27 @@ class EmbeddingBrain(sb.core.Brain):
         )
         self.modules.eval()
         history = os.path.join(self.hparams.output_folder, "history.jsonl")
-        metrics = evaluate_trials(trials, data_folder, self.encode, eval_dir, history_path=history, **common)
+        system = "/".join(os.path.normpath(self.hparams.output_folder).split(os.sep)[-2:])
+        metrics = evaluate_trials(
+            trials, data_folder, self.encode, eval_dir, history_path=history, system=system, **common
+        )
         baseline = None
         if self.hparams.stats_baseline:
             stats = stats_embed_fn(self.modules.compute_features, self.modules.mean_var_norm)
-            baseline = evaluate_trials(
-                trials, data_folder, stats, os.path.join(eval_dir, "fbank_stats_baseline"), **common
-            )
+            out = os.path.join(eval_dir, "fbank_stats_baseline")
+            baseline = evaluate_trials(trials, data_folder, stats, out, system="Fbank mean+std", **common)
         return metrics, baseline
+
+    def finish(self, trials, data_folder):
+        """The end of a training recipe: score ``trials`` (:meth:`score_trials`) when there
+        is a list; returns the console line, which always says how the run ended."""
+        if trials is not None:
+            return metrics_line(*self.score_trials(trials, data_folder))
+        return (
+            f"trained {self.hparams.epoch_counter.current} epochs, checkpoints in "
+            f"{self.hparams.save_folder}; no trial list was given: score one with verify.py "
+            f"--pretrain_path={self.hparams.output_folder}"
+        )
 
     def augment(self, wavs, lengths):
         """Augment every row independently, reproducibly per step and process."""

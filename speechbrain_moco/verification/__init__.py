@@ -2,6 +2,12 @@
 normalisation, EER / minDCF, score files, plots, the trial-list evaluation, and the
 export to SpeechBrain's inference classes."""
 
+from speechbrain_moco.verification.calibration import (
+    error_rates,
+    fit_calibration,
+    fit_calibration_unlabelled,
+    operating_point,
+)
 from speechbrain_moco.verification.embeddings import (
     cached_embeddings,
     crop_average,
@@ -9,6 +15,7 @@ from speechbrain_moco.verification.embeddings import (
     load_embeddings,
     load_trained_encoder,
     save_embeddings,
+    training_embeddings,
 )
 from speechbrain_moco.verification.evaluate import evaluate_trials
 from speechbrain_moco.verification.metrics import (
@@ -34,17 +41,22 @@ __all__ = [
     "cosine_score",
     "crop_average",
     "det_curve",
+    "error_rates",
     "evaluate_trials",
     "extract_embeddings",
+    "fit_calibration",
+    "fit_calibration_unlabelled",
     "load_embeddings",
     "load_trained_encoder",
     "metrics_line",
     "normalize_scores",
+    "operating_point",
     "read_scores",
     "save_embeddings",
     "stats_embed_fn",
     "stats_embedding",
     "trial_index",
+    "training_embeddings",
     "verification_metrics",
     "write_metrics",
     "write_scores",

@@ -2,6 +2,7 @@
 batched extraction over a manifest, crop averaging, and an on-disk cache."""
 
 import os
+import random
 
 import speechbrain as sb
 import torch
@@ -10,17 +11,44 @@ from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.utils.logger import get_logger
 from tqdm import tqdm
 
+from speechbrain_moco.dataio.datasets import utterance_dataset
 from speechbrain_moco.encoder import embed
+from speechbrain_moco.run_folder import read_run_info, run_status
 
 logger = get_logger(__name__)
 
 
+def equal_length_batches(lengths, batch_size):
+    """Batches of indices, each of up to ``batch_size`` utterances of one length.
+
+    Padding leaks into an embedding (a convolution sees the zeros at the edge, the
+    features of silence are normalised like speech), so the extraction never pads:
+    the same utterance gets the same embedding whatever it is batched with, and the
+    one SpeechBrain's inference classes compute from the file alone. Utterances are
+    taken shortest first.
+
+    Example
+    -------
+    >>> equal_length_batches([3, 5, 3, 3, 5, 4], batch_size=2)
+    [[0, 2], [3], [5], [1, 4]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches = []
+    for i in order:
+        if batches and len(batches[-1]) < batch_size and lengths[batches[-1][0]] == lengths[i]:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 @torch.no_grad()
 def extract_embeddings(dataset, embed_fn, device="cpu", batch_size=8, progress=True):
-    """Embed every utterance of ``dataset`` (items with ``id`` and ``sig``).
+    """Embed every utterance of ``dataset`` (a manifest dataset with ``id`` and ``sig``).
 
-    Utterances are batched by similar length (sorted by ``duration``) to keep
-    padding small; ``embed_fn(wavs, relative_lengths) -> (B, D)``.
+    Utterances are batched only with others of exactly their length
+    (:func:`equal_length_batches`), never padded; ``embed_fn(wavs, relative_lengths)
+    -> (B, D)``.
 
     Returns
     -------
@@ -28,10 +56,10 @@ def extract_embeddings(dataset, embed_fn, device="cpu", batch_size=8, progress=T
     embeddings : torch.Tensor
         (N, D) float32 on the CPU, in the order of ``ids``.
     """
-    if "duration" in dataset.data[dataset.data_ids[0]]:
-        dataset = dataset.filtered_sorted(sort_key="duration")
+    rows = [dataset.data[uid] for uid in dataset.data_ids]
+    lengths = [int(r["stop"]) - int(r["start"]) for r in rows]
     loader = sb.dataio.dataloader.make_dataloader(
-        dataset, batch_size=batch_size, collate_fn=PaddedBatch, shuffle=False
+        dataset, batch_sampler=equal_length_batches(lengths, batch_size), collate_fn=PaddedBatch
     )
     ids, chunks = [], []
     for batch in tqdm(loader, disable=not progress, desc="embeddings"):
@@ -67,6 +95,34 @@ def cached_embeddings(data, embed_fn, cache_path, cache_key, device, batch_size,
     ids, emb = extract_embeddings(data, embed_fn, device, batch_size, progress)
     save_embeddings(cache_path, ids, emb, key=cache_key)
     return ids, emb
+
+
+def training_embeddings(
+    run_folder,
+    embed_fn,
+    cache_path,
+    device="cpu",
+    batch_size=8,
+    max_utterances=3000,
+    manifest=None,
+    data_folder=None,
+):
+    """Embeddings of (a seeded subset of at most ``max_utterances``) training utterances.
+
+    No label is read. The manifest is the run's own training manifest
+    (``run_info.json``) unless ``manifest`` / ``data_folder`` name another one: the
+    cohort of score normalisation, the data of label-free PLDA, the mean of cosine mean
+    subtraction and of an exported model's embedding normaliser. Cached in
+    ``cache_path`` under ``embed_fn.checkpoint``.
+    """
+    if manifest is None:
+        info = read_run_info(run_folder)
+        manifest, data_folder = info["train_annotation"], info["data_folder"]
+    data = utterance_dataset(manifest, data_folder, embed_fn.sample_rate)
+    if len(data) > max_utterances:
+        keep = set(random.Random(0).sample(data.data_ids, max_utterances))
+        data = data.filtered_sorted(key_test={"id": lambda uid: uid in keep})
+    return cached_embeddings(data, embed_fn, cache_path, embed_fn.checkpoint, device, batch_size, True)[1]
 
 
 def load_trained_encoder(run_folder, device="cpu", average_last=1, crop_seconds=None):
@@ -105,7 +161,9 @@ def load_trained_encoder(run_folder, device="cpu", average_last=1, crop_seconds=
     )
     latest = ckpt.find_checkpoint()
     if latest is None:
-        raise FileNotFoundError(f"no checkpoint found in {run_folder}/save")
+        status = run_status(run_folder)
+        why = f" (its status.json says {status}: see its log.txt)" if status else ""
+        raise FileNotFoundError(f"no checkpoint found in {run_folder}/save{why}")
     missing = [k for k in ("embedding_model", "mean_var_norm") if k not in latest.paramfiles]
     if missing:
         raise FileNotFoundError(f"{latest.path} has no {' or '.join(k + '.ckpt' for k in missing)}")
@@ -124,7 +182,8 @@ def load_trained_encoder(run_folder, device="cpu", average_last=1, crop_seconds=
         return embed(encoder, norm(feats(wavs), lens), lens)
 
     fn = full if crop_seconds is None else crop_average(full, int(crop_seconds * train_hp["sample_rate"]))
-    fn.checkpoint = f"{loaded.path}|avg{average_last}|crop{crop_seconds}"
+    fn.checkpoint = f"{loaded.path}|avg{average_last}|crop{crop_seconds}|unpadded"
+    fn.sample_rate = train_hp["sample_rate"]
     return fn, train_hp
 
 
@@ -145,19 +204,23 @@ def check_norm_loaded(norm, where):
 def crop_average(embed_fn, crop):
     """Embed each utterance as the mean of its consecutive ``crop``-sample crops.
 
-    A remainder shorter than half a crop is dropped; an utterance shorter than
-    one crop is embedded whole.
+    A remainder shorter than half a crop is dropped (a longer one is a crop of its
+    own, embedded unpadded); an utterance shorter than one crop is embedded whole.
     """
 
     def fn(wavs, lens):
         out = []
         for wav, rel in zip(wavs, lens):
             wav = wav[: int(round(float(rel) * wavs.shape[1]))]
-            n = max(1, wav.numel() // crop + (wav.numel() % crop >= crop // 2))
-            crops = [wav[i * crop : (i + 1) * crop] for i in range(n)] if wav.numel() > crop else [wav]
-            batch = torch.nn.utils.rnn.pad_sequence(crops, batch_first=True)
-            rel_lens = torch.tensor([c.numel() / batch.shape[1] for c in crops], device=wavs.device)
-            out.append(embed_fn(batch, rel_lens).mean(dim=0))
+            if wav.numel() <= crop:
+                out.append(embed_fn(wav[None], torch.ones(1, device=wavs.device))[0])
+                continue
+            n_full, rest = divmod(wav.numel(), crop)
+            full = wav[: n_full * crop].view(n_full, crop)
+            parts = [embed_fn(full, torch.ones(n_full, device=wavs.device))]
+            if rest >= crop // 2:
+                parts.append(embed_fn(wav[n_full * crop :][None], torch.ones(1, device=wavs.device)))
+            out.append(torch.cat(parts).mean(dim=0))
         return torch.stack(out)
 
     return fn

@@ -36,8 +36,12 @@ def evaluate_trials(
     history_path=None,
     cache_key=None,
     manifest=None,
+    system="system",
 ):
     """Embed the trial utterances, score, write files and plots, return metrics.
+
+    ``system`` names the scored system in the plots (with the back-end and the trial
+    list's name).
 
     ``scorer`` is a fitted back-end (cosine when None); ``score_norm`` one of
     ``znorm``, ``tnorm``, ``snorm``, ``asnorm`` with ``cohort`` embeddings.
@@ -66,8 +70,11 @@ def evaluate_trials(
     metrics = verification_metrics(scores, labels)
     metrics.update(trials=os.path.abspath(trials_path), backend=type(scorer).__name__, score_norm=score_norm)
     write_metrics(os.path.join(out_dir, "metrics.json"), metrics)
-    name = type(scorer).__name__ + (f"+{score_norm}" if score_norm else "")
-    plot_eval_folder(out_dir, history_path, name=name)
+    backend = {"CosineScorer": "cosine", "PLDAScorer": "PLDA"}.get(
+        type(scorer).__name__, type(scorer).__name__
+    )
+    name = f"{system}, {backend}" + (f" + {score_norm}" if score_norm else "")
+    plot_eval_folder(out_dir, history_path, name=name, trials=os.path.basename(trials_path))
     logger.info(
         "%s: EER %.2f%% minDCF(0.01) %.4f on %d trials",
         out_dir,

@@ -16,7 +16,8 @@ from speechbrain_moco.verification.score_files import read_scores
 
 logger = get_logger(__name__)
 
-DET_TICKS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9)
+# candidate DET ticks, the usual reading points first (see spaced_ticks)
+DET_TICKS = (0.01, 0.1, 0.001, 0.05, 0.2, 0.4, 0.6, 0.8, 0.0001, 0.02, 0.005, 0.9, 0.0005, 0.002, 0.0002)
 
 
 def _figure(n_cols=1, width=5.5, height=5.0):
@@ -36,6 +37,24 @@ def _save(fig, path):
     fig.savefig(path, dpi=100)
     logger.info("Wrote %s", path)
     return path
+
+
+def spaced_ticks(ticks, low, high, min_gap=0.06):
+    """The ticks (probabilities, in order of preference) that fit in ``[low, high]`` (normal
+    deviates) at least ``min_gap`` of the axis apart, sorted: their labels do not overlap
+    on the crowded low end of a DET axis, and the preferred ones stay.
+
+    Example
+    -------
+    >>> spaced_ticks([0.01, 0.1, 0.02, 0.0001, 0.0002], ndtri(0.0001), ndtri(0.95))
+    [0.0001, 0.01, 0.1]
+    """
+    kept = []
+    for t in ticks:
+        x = ndtri(t)
+        if low <= x <= high and all(abs(x - ndtri(k)) >= min_gap * (high - low) for k in kept):
+            kept.append(t)
+    return sorted(kept)
 
 
 def plot_det(systems, path, title="DET"):
@@ -72,7 +91,7 @@ def plot_det(systems, path, title="DET"):
         y = ndtri(np.clip(p_miss, low, high))
         (line,) = ax.plot(x, y, label=f"{name} (EER {100 * eer:.2f}%)")
         ax.plot(ndtri(np.clip(eer, low, high)), ndtri(np.clip(eer, low, high)), "o", color=line.get_color())
-    ticks = [t for t in DET_TICKS if low <= t <= high]
+    ticks = spaced_ticks(DET_TICKS, ndtri(low), ndtri(high))
     labels = [f"{100 * t:g}" for t in ticks]
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_ticks(ndtri(ticks), labels)
@@ -147,16 +166,21 @@ def plot_training_curves(history_jsonl_path, path):
         ax.set_ylabel(ylabel)
         ax.grid(True, linestyle=":", linewidth=0.6)
         ax.legend(fontsize="small")
+    fig.suptitle("train: augmented crops; valid: held-out utterances, not augmented", fontsize="small")
     return _save(fig, path)
 
 
-def plot_eval_folder(eval_dir, history_path=None, name="system"):
+def plot_eval_folder(eval_dir, history_path=None, name="system", trials=None):
     """``det.png`` and ``score_hist.png`` from ``eval_dir/scores.txt`` (and
-    ``training_curves.png`` when a history file is given); returns the paths."""
+    ``training_curves.png`` when a history file is given); returns the paths. ``name``
+    (the system) and ``trials`` (the trial list's name) title the plots."""
     _, _, scores, labels = read_scores(os.path.join(eval_dir, "scores.txt"))
+    on = f" on {trials}" if trials else ""
     paths = [
-        plot_det({name: (scores, labels)}, os.path.join(eval_dir, "det.png")),
-        plot_score_hist(scores, labels, os.path.join(eval_dir, "score_hist.png")),
+        plot_det({name: (scores, labels)}, os.path.join(eval_dir, "det.png"), title=f"DET: {name}{on}"),
+        plot_score_hist(
+            scores, labels, os.path.join(eval_dir, "score_hist.png"), title=f"Scores: {name}{on}"
+        ),
     ]
     if history_path is not None and os.path.isfile(history_path):
         paths.append(plot_training_curves(history_path, os.path.join(eval_dir, "training_curves.png")))

@@ -32,6 +32,9 @@ def trial_index(trials, ids):
 def write_scores(path, trials, scores):
     """Writes one ``enrol test score label`` line per trial.
 
+    Scores are written exactly (``repr`` of the float), so a threshold read back from the
+    file decides every trial as the scores in memory do.
+
     Arguments
     ---------
     path : str or path-like
@@ -47,7 +50,7 @@ def write_scores(path, trials, scores):
     >>> path = os.path.join(tempfile.mkdtemp(), "scores.txt")
     >>> write_scores(path, [(1, "a", "b")], torch.tensor([0.5]))
     >>> open(path).read()
-    'a b 0.500000 1\\n'
+    'a b 0.5 1\\n'
     """
     if isinstance(scores, torch.Tensor):
         scores = scores.detach().cpu().numpy()
@@ -56,7 +59,7 @@ def write_scores(path, trials, scores):
         raise ValueError(f"{len(trials)} trials but {len(scores)} scores")
     with open(path, "w") as fout:
         fout.writelines(
-            f"{enrol_id} {test_id} {score:.6f} {int(label)}\n"
+            f"{enrol_id} {test_id} {float(score)!r} {int(label)}\n"
             for (label, enrol_id, test_id), score in zip(trials, scores)
         )
     logger.info("Wrote %d scores to %s", len(trials), path)

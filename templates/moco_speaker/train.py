@@ -16,6 +16,9 @@ for a few epochs and prints the EER on its held-out speakers. The full recipe
 import os
 import sys
 
+import speechbrain_moco  # noqa: F401  (first: it quiets SpeechBrain's import-time torchvision note)
+
+# isort: split
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process

@@ -25,7 +25,7 @@ class RecordingBrain(MoCoBrain):
         self.losses = getattr(self, "losses", []) + [float(loss.detach())]
 
 
-def build(corpus, out, brain_class=None, run_opts=None, **overrides):
+def build(corpus, out, brain_class=None, run_opts=None, prepare=True, **overrides):
     opts = {
         "data_folder": corpus,
         "output_folder": str(out),
@@ -43,9 +43,10 @@ def build(corpus, out, brain_class=None, run_opts=None, **overrides):
     opts.update(overrides)
     with open(YAML, encoding="utf-8") as f:
         hp = load_hyperpyyaml(f, opts)
-    prepare_folder(
-        corpus, hp["manifest_folder"], verification_file=None, valid_ratio=hp["valid_ratio"], seed=hp["seed"]
-    )
+    if prepare:  # False: keep the manifests already written (files changed since)
+        prepare_folder(
+            corpus, hp["manifest_folder"], verification_file=None, valid_ratio=hp["valid_ratio"], seed=hp["seed"]
+        )
     data = dict(zip(("train", "valid", "loaders"), RECIPE.dataio_prep(hp, os.path.abspath(corpus))))
     brain = (brain_class or RecordingBrain)(
         modules=hp["modules"],

@@ -58,14 +58,16 @@ def test_vanished_and_corrupt_files_are_skipped_and_reported(tmp_path, cached):
     os.remove(gone["wav"].replace("$data_root", corpus))
     with open(broken["wav"].replace("$data_root", corpus), "wb") as f:
         f.write(b"RIFF....garbage")
-    brain, hp, data = build(corpus, tmp_path / "o", number_of_epochs=1, audio_cache=cache)
+    brain, hp, data = build(corpus, tmp_path / "o", prepare=False, number_of_epochs=1, audio_cache=cache)
     if cached:
         assert len(hp["two_crops"].audio_cache) == len(rows) - 2 + len(data["valid"])
     fit(brain, hp, data)
     report = (tmp_path / "o" / "skipped_audio.txt").read_text().splitlines()
     skipped = {line.split("\t")[0] for line in report}
     assert skipped == {gone["ID"], broken["ID"]}
-    assert all("cannot read audio file" in line for line in report)
+    reasons = {line.split("\t")[0]: line for line in report}
+    assert "audio file not found" in reasons[gone["ID"]]
+    assert "cannot read audio file" in reasons[broken["ID"]]
     history = json.loads((tmp_path / "o" / "history.jsonl").read_text().splitlines()[-1])
     assert history["skipped_audio"] == 2
     assert len(brain.losses) == (len(rows) // 4)  # the epoch ran in full

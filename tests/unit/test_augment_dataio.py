@@ -248,3 +248,11 @@ def test_multichannel_rir_uses_the_first_channel(tmp_path):
     rev = AddReverbFFT(folder=str(tmp_path))
     rev._load()
     assert int(rev.peaks[0]) == 0 and float(rev.rirs[0, 10]) == 0.0
+
+
+def test_a_missing_audio_file_is_named_as_not_found(tmp_path):
+    from speechbrain_moco.dataio import audio_frames
+
+    for read in (lambda p: load_audio(p, 16000), audio_frames):
+        with pytest.raises(AudioError, match="audio file not found: .*nope.wav"):
+            read(str(tmp_path / "nope.wav"))

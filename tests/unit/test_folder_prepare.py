@@ -117,3 +117,24 @@ def test_split_valid():
     assert [len(x) for x in split_valid(rows, 0.0, 0)] == [3, 0]
     assert [len(x) for x in split_valid(rows, 1.0, 0)] == [1, 2]
     assert split_valid([], 0.5, 0) == ([], [])
+
+
+def test_a_changed_corpus_is_prepared_again(corpus, tmp_path):
+    save = tmp_path / "save"
+    first = read_manifest(prepare_folder(corpus, save, valid_ratio=0.0)["train"])
+    _wav(corpus, "spk9/new.wav", 1600)
+    second = read_manifest(prepare_folder(corpus, save, valid_ratio=0.0)["train"])
+    assert {r["ID"] for r in second} - {r["ID"] for r in first} == {"spk9/new"}
+    mtime = (save / "train.csv").stat().st_mtime_ns
+    prepare_folder(corpus, save, valid_ratio=0.0)  # unchanged: skipped
+    assert (save / "train.csv").stat().st_mtime_ns == mtime
+
+
+def test_an_empty_corpus_is_a_clear_error(tmp_path):
+    (tmp_path / "empty" / "spk0").mkdir(parents=True)
+    with pytest.raises(ValueError, match="no usable audio file"):
+        prepare_folder(tmp_path / "empty", tmp_path / "save")
+    with pytest.raises(FileNotFoundError, match="--data_folder is required"):
+        prepare_folder(None, tmp_path / "save")
+    with pytest.raises(FileNotFoundError, match="data_folder does not exist"):
+        prepare_folder(tmp_path / "nope", tmp_path / "save")

@@ -76,3 +76,39 @@ def test_eval_folder_plots_next_to_metrics(trials, tmp_path):
     paths = plot_eval_folder(str(tmp_path), str(history))
     assert [p.rsplit("/", 1)[1] for p in paths] == ["det.png", "score_hist.png", "training_curves.png"]
     assert all(is_png(p) for p in paths)
+
+
+def test_eval_plots_name_the_system_and_the_trial_list(trials, tmp_path, monkeypatch):
+    import speechbrain_moco.verification.plots as plots
+
+    scores, labels = trials
+    write_scores(tmp_path / "scores.txt", [(int(y), f"e{i}", f"t{i}") for i, y in enumerate(labels)], scores)
+    seen = {}
+    real_det, real_hist = plots.plot_det, plots.plot_score_hist
+    monkeypatch.setattr(
+        plots,
+        "plot_det",
+        lambda systems, path, title: (
+            seen.update(det=(list(systems), title)) or real_det(systems, path, title)
+        ),
+    )
+    monkeypatch.setattr(
+        plots,
+        "plot_score_hist",
+        lambda s, y, path, title: seen.update(hist=title) or real_hist(s, y, path, title=title),
+    )
+    plots.plot_eval_folder(str(tmp_path), name="moco_ecapa/1986, cosine", trials="trials_hard.txt")
+    assert seen["det"] == (["moco_ecapa/1986, cosine"], "DET: moco_ecapa/1986, cosine on trials_hard.txt")
+    assert seen["hist"] == "Scores: moco_ecapa/1986, cosine on trials_hard.txt"
+
+
+def test_det_ticks_do_not_crowd():
+    from scipy.special import ndtri
+
+    from speechbrain_moco.verification.plots import DET_TICKS, spaced_ticks
+
+    low, high = ndtri(0.0001), ndtri(0.95)
+    ticks = spaced_ticks(DET_TICKS, low, high)
+    gaps = np.diff(ndtri(np.array(ticks)))
+    assert len(ticks) >= 6 and gaps.min() >= 0.06 * (high - low) and ticks == sorted(ticks)
+    assert 0.01 in ticks and 0.1 in ticks  # the usual reading points survive

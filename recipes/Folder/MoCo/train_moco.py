@@ -23,16 +23,18 @@ with the query encoder: ``<output_folder>/eval/{scores.txt,metrics.json}`` and p
 import os
 import sys
 
+import speechbrain_moco  # noqa: F401  (first: it quiets SpeechBrain's import-time torchvision note)
+
+# isort: split
 import speechbrain as sb
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
 from data_prep import prep_function
 from speechbrain_moco import dataio
-from speechbrain_moco.run_folder import write_run_info
+from speechbrain_moco.hparams_io import load_yaml
+from speechbrain_moco.run_folder import RunStatus, write_run_info
 from speechbrain_moco.training import MoCoBrain
-from speechbrain_moco.verification import metrics_line
 
 logger = get_logger(__name__)
 
@@ -102,25 +104,26 @@ def dataio_prep(hparams, data_root):
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
     sb.utils.distributed.ddp_init_group(run_opts)  # a no-op unless launched by torchrun
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+    hparams = load_yaml(hparams_file, overrides)  # a mistyped --key: an error naming the closest
     verification_file = dataio.trial_list_path(hparams["verification_file"], hparams["data_folder"])
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides
     )
+    with RunStatus(hparams["output_folder"]):  # status.json: running / finished / failed
+        # Manifests (trial speakers left out of training), written by the main process only
+        prepared, trials = dataio.run_preparation(
+            hparams["prepare_data"], hparams["data_folder"], hparams["manifest_folder"], verification_file
+        )
+        data_root = prepared["data_root"]
+        logger.info("corpus %s, %d epochs, trial list %s", data_root, hparams["number_of_epochs"], trials)
+        manifests = hparams["train_annotation"], hparams["valid_annotation"]
+        write_run_info(hparams["output_folder"], data_root, *manifests, trials=trials)
 
-    # Manifests (trial speakers left out of training), written by the main process only
-    prepared, trials = dataio.run_preparation(
-        hparams["prepare_data"], hparams["data_folder"], hparams["manifest_folder"], verification_file
-    )
-    data_root = prepared["data_root"]
-    logger.info("corpus %s, %d epochs, trial list %s", data_root, hparams["number_of_epochs"], trials)
-    manifests = hparams["train_annotation"], hparams["valid_annotation"]
-    write_run_info(hparams["output_folder"], data_root, *manifests, trials=trials)
+        train_set, valid_set, loaders = dataio_prep(hparams, data_root)
+        brain = MoCoBrain(
+            hparams["modules"], hparams["opt_class"], hparams, run_opts, hparams["checkpointer"]
+        )
+        brain.fit(hparams["epoch_counter"], train_set, valid_set, **loaders)
 
-    train_set, valid_set, loaders = dataio_prep(hparams, data_root)
-    brain = MoCoBrain(hparams["modules"], hparams["opt_class"], hparams, run_opts, hparams["checkpointer"])
-    brain.fit(hparams["epoch_counter"], train_set, valid_set, **loaders)
-
-    if trials is not None and if_main_process():
-        print(metrics_line(*brain.score_trials(trials, data_root)))
+        if if_main_process():  # score the trial list, and say how the run ended
+            print(brain.finish(trials, data_root))

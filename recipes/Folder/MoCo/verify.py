@@ -15,43 +15,24 @@ training embeddings. Writes ``EVAL/scores.txt`` (``enrol test score label``),
 ``EVAL/metrics.json``, ``embeddings.pt`` (cached) and the DET / score plots.
 """
 
-import json
 import os
-import random
 import sys
 
+import speechbrain_moco  # noqa: F401  (first: it quiets SpeechBrain's import-time torchvision note)
+
+# isort: split
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_moco.dataio import trial_list_path, utterance_dataset
+from speechbrain_moco.dataio import trial_list_path
 from speechbrain_moco.verification import (
     CosineScorer,
     PLDAScorer,
-    cached_embeddings,
     evaluate_trials,
     load_trained_encoder,
     metrics_line,
+    training_embeddings,
 )
-
-
-def training_embeddings(hparams, embed_fn, device, sample_rate):
-    """Embeddings of (a seeded subset of) the training run's utterances, no labels.
-
-    The cohort of score normalisation, the data of PLDA (on k-means pseudo-labels)
-    and of cosine mean subtraction. Cached in ``<output_folder>/train_embeddings.pt``.
-    """
-    manifest, root = hparams["cohort_annotation"], hparams["cohort_data_folder"]
-    if manifest is None:  # the run's own training manifest
-        with open(os.path.join(hparams["pretrain_path"], "run_info.json"), encoding="utf-8") as f:
-            info = json.load(f)
-        manifest, root = info["train_annotation"], info["data_folder"]
-    data = utterance_dataset(manifest, root, sample_rate)
-    if len(data) > hparams["cohort_size"]:
-        keep = set(random.Random(0).sample(data.data_ids, hparams["cohort_size"]))
-        data = data.filtered_sorted(key_test={"id": lambda uid: uid in keep})
-    out = os.path.join(hparams["output_folder"], "train_embeddings.pt")
-    _, emb = cached_embeddings(data, embed_fn, out, embed_fn.checkpoint, device, hparams["batch_size"], True)
-    return emb
 
 
 def make_scorer(hparams, train_emb):
@@ -83,9 +64,19 @@ if __name__ == "__main__":
     needs_train = (
         hparams["backend"] != "cosine" or hparams["mean_subtraction"] or hparams["score_norm"] is not None
     )
-    train_emb = (
-        training_embeddings(hparams, embed_fn, device, train_hp["sample_rate"]) if needs_train else None
-    )
+    train_emb = None
+    if needs_train:  # label-free: the run's training utterances (or a cohort manifest)
+        cache = os.path.join(hparams["output_folder"], "train_embeddings.pt")
+        train_emb = training_embeddings(
+            hparams["pretrain_path"],
+            embed_fn,
+            cache,
+            device,
+            hparams["batch_size"],
+            hparams["cohort_size"],
+            hparams["cohort_annotation"],
+            hparams["cohort_data_folder"],
+        )
     metrics = evaluate_trials(
         trials,
         hparams["data_folder"],
@@ -100,5 +91,6 @@ if __name__ == "__main__":
         top_k=hparams["cohort_top_k"],
         history_path=os.path.join(hparams["pretrain_path"], "history.jsonl"),
         cache_key=embed_fn.checkpoint,
+        system=os.path.basename(os.path.normpath(hparams["pretrain_path"])),
     )
     print(metrics_line(metrics))

@@ -21,6 +21,9 @@ import os
 import sys
 import time
 
+import speechbrain_moco  # noqa: F401  (first: it quiets SpeechBrain's import-time torchvision note)
+
+# isort: split
 import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml

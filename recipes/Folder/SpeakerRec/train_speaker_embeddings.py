@@ -19,16 +19,18 @@ The encoder is saved as ``embedding_model``: ``recipes/Folder/MoCo/verify.py
 import os
 import sys
 
+import speechbrain_moco  # noqa: F401  (first: it quiets SpeechBrain's import-time torchvision note)
+
+# isort: split
 import speechbrain as sb
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_moco import dataio
-from speechbrain_moco.run_folder import write_run_info
+from speechbrain_moco.hparams_io import load_yaml
+from speechbrain_moco.run_folder import RunStatus, write_run_info
 from speechbrain_moco.training import SpeakerBrain, check_init_features, init_schedule, load_encoder_init
-from speechbrain_moco.verification import metrics_line
 
 logger = get_logger(__name__)
 
@@ -73,8 +75,7 @@ def label_encoder(hparams):
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
     sb.utils.distributed.ddp_init_group(run_opts)  # a no-op unless launched by torchrun
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+    hparams = load_yaml(hparams_file, overrides)  # a mistyped --key: an error naming the closest
     # bad values fail before any data preparation
     freeze, lr_scale = init_schedule(
         hparams["init_from"], hparams["freeze_epochs"], hparams["encoder_lr_scale"]
@@ -82,45 +83,48 @@ if __name__ == "__main__":
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides
     )
-    if freeze and freeze >= hparams["number_of_epochs"]:
-        logger.warning(
-            "freeze_epochs (%d) >= number_of_epochs (%d): the initialised encoder is never "
-            "fine-tuned, only the classifier trains (lower --freeze_epochs)",
-            freeze,
-            hparams["number_of_epochs"],
+    with RunStatus(hparams["output_folder"]):  # status.json: running / finished / failed
+        if freeze and freeze >= hparams["number_of_epochs"]:
+            logger.warning(
+                "freeze_epochs (%d) >= number_of_epochs (%d): the initialised encoder is never "
+                "fine-tuned, only the classifier trains (lower --freeze_epochs)",
+                freeze,
+                hparams["number_of_epochs"],
+            )
+
+        # Manifests: the prep's own, or pseudo-labelled ones given as --train_annotation
+        prepared, trials = dataio.run_preparation(
+            hparams["prepare_data"],
+            hparams["data_folder"],
+            hparams["manifest_folder"],
+            dataio.trial_list_path(hparams["verification_file"], hparams["data_folder"]),
         )
+        data_root = prepared["data_root"]
+        labels = label_encoder(hparams)
+        if len(labels.lab2ind) < 2:
+            raise ValueError(
+                f"{hparams['train_annotation']}: {len(labels.lab2ind)} speaker(s); "
+                "supervised training needs at least 2"
+            )
+        classifier = hparams["classifier"](out_neurons=len(labels.lab2ind))
+        hparams["modules"]["classifier"] = classifier
+        hparams["checkpointer"].add_recoverable("classifier", classifier)
 
-    # Manifests: the prep's own, or pseudo-labelled ones given as --train_annotation
-    prepared, trials = dataio.run_preparation(
-        hparams["prepare_data"],
-        hparams["data_folder"],
-        hparams["manifest_folder"],
-        dataio.trial_list_path(hparams["verification_file"], hparams["data_folder"]),
-    )
-    data_root = prepared["data_root"]
-    labels = label_encoder(hparams)
-    if len(labels.lab2ind) < 2:
-        raise ValueError(
-            f"{hparams['train_annotation']}: {len(labels.lab2ind)} speaker(s); "
-            "supervised training needs at least 2"
+        # Initialisation from a MoCo (or any) run: strict shapes, same feature normalisation
+        init, init_path = hparams["init_from"], None
+        if init:
+            init_path = load_encoder_init(hparams["embedding_model"], init)
+            check_init_features(hparams["mean_var_norm"], init, init_path)
+        info = dict(init_from=init and os.path.abspath(init), init_checkpoint=init_path, trials=trials)
+        info.update(n_speakers=len(labels.lab2ind), freeze_epochs=freeze, encoder_lr_scale=lr_scale)
+        manifests = hparams["train_annotation"], hparams["valid_annotation"]
+        write_run_info(hparams["output_folder"], data_root, *manifests, **info)
+
+        train_set, valid_set, loaders = dataio_prep(hparams, data_root, labels)
+        brain = SpeakerBrain(
+            hparams["modules"], hparams["opt_class"], hparams, run_opts, hparams["checkpointer"]
         )
-    classifier = hparams["classifier"](out_neurons=len(labels.lab2ind))
-    hparams["modules"]["classifier"] = classifier
-    hparams["checkpointer"].add_recoverable("classifier", classifier)
+        brain.fit(hparams["epoch_counter"], train_set, valid_set, **loaders)
 
-    # Initialisation from a MoCo (or any) run: strict shapes, same feature normalisation
-    init, init_path = hparams["init_from"], None
-    if init:
-        init_path = load_encoder_init(hparams["embedding_model"], init)
-        check_init_features(hparams["mean_var_norm"], init, init_path)
-    info = dict(init_from=init and os.path.abspath(init), init_checkpoint=init_path, trials=trials)
-    info.update(n_speakers=len(labels.lab2ind), freeze_epochs=freeze, encoder_lr_scale=lr_scale)
-    manifests = hparams["train_annotation"], hparams["valid_annotation"]
-    write_run_info(hparams["output_folder"], data_root, *manifests, **info)
-
-    train_set, valid_set, loaders = dataio_prep(hparams, data_root, labels)
-    brain = SpeakerBrain(hparams["modules"], hparams["opt_class"], hparams, run_opts, hparams["checkpointer"])
-    brain.fit(hparams["epoch_counter"], train_set, valid_set, **loaders)
-
-    if trials is not None and if_main_process():
-        print(metrics_line(*brain.score_trials(trials, data_root)))
+        if if_main_process():  # score the trial list, and say how the run ended
+            print(brain.finish(trials, data_root))
