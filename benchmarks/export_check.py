@@ -17,7 +17,6 @@ Writes ``OUT.md`` and ``OUT.json``.
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
