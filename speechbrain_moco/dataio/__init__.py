@@ -16,11 +16,13 @@ from speechbrain_moco.dataio.augment import Augmentation, RandomAugment
 from speechbrain_moco.dataio.corruption import AddNoiseBank, AddReverbFFT, synthetic_rirs
 from speechbrain_moco.dataio.crops import TwoCrops
 from speechbrain_moco.dataio.datasets import (
+    drop_short,
     labelled_crop_dataset,
     manifest_durations,
     stack_views,
     two_view_dataset,
     utterance_dataset,
+    validation_manifest,
 )
 from speechbrain_moco.dataio.manifest import (
     MANIFEST_FIELDS,
@@ -66,6 +68,7 @@ __all__ = [
     "audio_frames",
     "balanced_trials",
     "count_skipped",
+    "drop_short",
     "find_audio_files",
     "iter_trials",
     "labelled_crop_dataset",
@@ -87,6 +90,7 @@ __all__ = [
     "trial_list_path",
     "trial_manifest",
     "two_view_dataset",
+    "validation_manifest",
     "utterance_dataset",
     "utterance_id",
     "write_csv",

@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import soundfile as sf
 import torch
 import torchaudio
@@ -31,6 +32,8 @@ def load_audio(path, sample_rate, resample=False, start=0, stop=None, channel=No
         data, rate = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises several types
         raise AudioError(f"cannot read audio file {path}: {err}") from err
+    if not np.isfinite(data).all():
+        raise AudioError(f"{path}: NaN or infinite samples (a corrupt float file)")
     if channel is not None:
         wav = torch.from_numpy(data[:, min(channel, data.shape[1] - 1)].copy())
     else:

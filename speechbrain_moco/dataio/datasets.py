@@ -4,8 +4,11 @@
 
 import speechbrain as sb
 import torch
+from speechbrain.utils.logger import get_logger
 
 from speechbrain_moco.dataio.audio import load_audio
+
+logger = get_logger(__name__)
 
 
 def two_view_dataset(csv_path, data_folder, two_crops, source="main"):
@@ -43,6 +46,7 @@ def two_view_dataset(csv_path, data_folder, two_crops, source="main"):
     for item in (crops, first, second, source_name):
         data.add_dynamic_item(item)
     data.set_output_keys(["id", "view1", "view2", "source"])
+    data.source = source  # read by utterance_keys
     return data
 
 
@@ -92,6 +96,18 @@ def utterance_dataset(csv_path, data_folder, sample_rate):
     return data
 
 
+def validation_manifest(path):
+    """``path``, or None when it is None or lists no utterance (``valid_ratio: 0``): the
+    recipes then train without validation and checkpoint after each training epoch."""
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as f:
+        if sum(1 for line in f if line.strip()) > 1:
+            return path
+    logger.info("%s lists no utterance: training without validation", path)
+    return None
+
+
 def manifest_durations(dataset):
     """Durations (s) of every row of a (wrapped / concatenated) manifest dataset."""
     inner = getattr(dataset, "dataset", dataset)
@@ -99,7 +115,45 @@ def manifest_durations(dataset):
     return [float(row["duration"]) for part in parts for row in part.data.values()]
 
 
+def utterance_keys(dataset):
+    """``"<source>/<id>"`` of every row of a (wrapped / concatenated) two-view dataset, in
+    order: the keys of a per-utterance memory (a batch's are ``batch.source`` and ``batch.id``)."""
+    inner = getattr(dataset, "dataset", dataset)
+    parts = inner.datasets if isinstance(inner, torch.utils.data.ConcatDataset) else [inner]
+    return [f"{getattr(part, 'source', 'main')}/{uid}" for part in parts for uid in part.data_ids]
+
+
 def stack_views(batch):
     """(2B, T) waveforms of both views and their relative lengths."""
     v1, v2 = batch.view1, batch.view2
     return torch.cat([v1.data, v2.data]), torch.cat([v1.lengths, v2.lengths])
+
+
+def drop_short(dataset, min_seconds, report_path=None):
+    """``dataset`` without its rows shorter than ``min_seconds`` (manifest ``duration``).
+
+    MoCo's two views of an utterance shorter than one crop would share their samples
+    (the crop is tiled from it): such utterances are left out of MoCo training instead,
+    listed with their duration in ``report_path`` and counted in the log. Returns
+    ``(dataset, n_left_out)``.
+    """
+    short = [
+        (uid, float(dataset.data[uid]["duration"]))
+        for uid in dataset.data_ids
+        if float(dataset.data[uid]["duration"]) < min_seconds
+    ]
+    if not short:
+        return dataset, 0
+    if report_path is not None:
+        with open(report_path, "w", encoding="utf-8") as f:
+            f.writelines(f"{uid}\t{seconds:.3f}\n" for uid, seconds in short)
+    logger.warning(
+        "%d utterance(s) shorter than %.2f s left out of MoCo training (two views would share "
+        "their samples)%s",
+        len(short),
+        min_seconds,
+        f"; listed in {report_path}" if report_path else "",
+    )
+    kept = dataset.filtered_sorted(key_test={"duration": lambda d: float(d) >= min_seconds})
+    kept.source = getattr(dataset, "source", "main")
+    return kept, len(short)

@@ -17,7 +17,7 @@ from speechbrain.dataio.sampler import ReproducibleWeightedRandomSampler
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_moco.dataio.audio import AudioError
-from speechbrain_moco.dataio.datasets import two_view_dataset
+from speechbrain_moco.dataio.datasets import drop_short, two_view_dataset
 
 logger = get_logger(__name__)
 
@@ -83,7 +83,7 @@ class SkippingDataset(torch.utils.data.Dataset):
         return data.data_ids[index] if hasattr(data, "data_ids") else str(index)
 
 
-def multi_source_dataset(sources, two_crops, seed=0):
+def multi_source_dataset(sources, two_crops, seed=0, min_seconds=0.0, report_folder=None):
     """Concatenate several two-view datasets and build their weighted sampler.
 
     Arguments
@@ -94,6 +94,11 @@ def multi_source_dataset(sources, two_crops, seed=0):
         The crop drawer shared by all sources.
     seed : int
         Seed of the sampler (``set_epoch`` varies it per epoch).
+    min_seconds : float
+        Utterances shorter than this are left out (:func:`drop_short`), listed in
+        ``<report_folder>/short_utterances_<name>.txt``.
+    report_folder : str, optional
+        Where those lists go (none written without it).
 
     Returns
     -------
@@ -107,6 +112,8 @@ def multi_source_dataset(sources, two_crops, seed=0):
         if src["weight"] <= 0:
             raise ValueError(f"source {src['name']}: weight must be > 0, got {src['weight']}")
         data = two_view_dataset(src["annotation"], src["data_folder"], two_crops, source=src["name"])
+        report = report_folder and os.path.join(report_folder, f"short_utterances_{src['name']}.txt")
+        data, _ = drop_short(data, min_seconds, report)
         if len(data) == 0:
             raise ValueError(f"source {src['name']}: {src['annotation']} has no utterance")
         parts.append(data)

@@ -3,32 +3,89 @@
 import math
 
 import torch
-import torch.nn.functional as F
-import torchaudio
 
 from speechbrain_moco.dataio.augment import rms
 
 
 class SpeedPerturbRows(torch.nn.Module):
-    """Resample each selected row by a random factor, keeping its length.
+    """Play each row at its own random speed, keeping its length.
 
-    Speed perturbation shifts pitch and formants, i.e. the speaker's identity:
-    supervised recipes treat perturbed copies as new speakers, so in MoCo it is
-    off by default (probability 0 in the recipes).
+    The speed of every row is drawn uniformly in ``[speeds[0], speeds[1]]`` percent and
+    applied by linear interpolation (time positions ``t * speed``); the end of a sped-up
+    row is padded with zeros, a slowed-down row is cut to the length. Speed perturbation
+    shifts pitch and formants, i.e. the speaker's identity: supervised recipes treat
+    perturbed copies as new speakers, so in MoCo it is off by default (probability 0).
+
+    Example
+    -------
+    >>> x = torch.arange(8.0).repeat(2, 1)
+    >>> y = SpeedPerturbRows(speeds=(200, 200))(x)   # twice as fast: every other sample
+    >>> y[0].tolist()
+    [0.0, 2.0, 4.0, 6.0, 0.0, 0.0, 0.0, 0.0]
     """
 
     def __init__(self, sample_rate=16000, speeds=(95, 105)):
         super().__init__()
         self.sample_rate = sample_rate
-        self.speeds = list(speeds)
+        self.low, self.high = float(min(speeds)) / 100, float(max(speeds)) / 100
 
     def forward(self, wavs, lengths=None):
-        """Return speed-perturbed (B, T) waveforms (cropped or tiled to T)."""
-        speed = self.speeds[int(torch.randint(len(self.speeds), ()))]
-        out = torchaudio.functional.resample(wavs, self.sample_rate * speed // 100, self.sample_rate)
-        if out.shape[1] < wavs.shape[1]:
-            out = F.pad(out, (0, wavs.shape[1] - out.shape[1]))
-        return out[:, : wavs.shape[1]]
+        """Return speed-perturbed (B, T) waveforms."""
+        batch, time = wavs.shape
+        speed = self.low + (self.high - self.low) * torch.rand(batch, 1, device=wavs.device)
+        pos = torch.arange(time, device=wavs.device, dtype=torch.float32)[None, :] * speed
+        left = pos.floor().long().clamp(max=time - 1)
+        right = (left + 1).clamp(max=time - 1)
+        frac = (pos - left).to(wavs.dtype)
+        out = wavs.gather(1, left) * (1 - frac) + wavs.gather(1, right) * frac
+        return out * (pos <= time - 1).to(wavs.dtype)
+
+
+class DropFreqRows(torch.nn.Module):
+    """Notch out a few random frequency bands of each row, drawn for that row.
+
+    Like SpeechBrain's ``DropFreq`` (same arguments), whose notches are drawn once per
+    call, so that two views of an utterance that both go through it share them (a
+    shortcut no queue negative has). Each row gets ``drop_freq_count_low`` to
+    ``drop_freq_count_high`` Gaussian notches at frequencies uniform in
+    ``[drop_freq_low, drop_freq_high]`` (fractions of the Nyquist frequency) and
+    ``drop_freq_width`` wide; applied by FFT.
+
+    Example
+    -------
+    >>> drop = DropFreqRows(drop_freq_count_low=1, drop_freq_count_high=1)
+    >>> y = drop(torch.randn(1, 1600).repeat(3, 1))
+    >>> bool((y[0] - y[1]).abs().max() > 0), y.shape
+    (True, torch.Size([3, 1600]))
+    """
+
+    def __init__(
+        self,
+        drop_freq_low=1e-14,
+        drop_freq_high=1.0,
+        drop_freq_count_low=1,
+        drop_freq_count_high=3,
+        drop_freq_width=0.05,
+    ):
+        super().__init__()
+        if not 0 <= drop_freq_count_low <= drop_freq_count_high:
+            raise ValueError("need 0 <= drop_freq_count_low <= drop_freq_count_high")
+        self.low, self.high, self.width = float(drop_freq_low), float(drop_freq_high), float(drop_freq_width)
+        self.count_low, self.count_high = int(drop_freq_count_low), int(drop_freq_count_high)
+
+    def forward(self, wavs, lengths=None):
+        """Return (B, T) waveforms with their own notches."""
+        batch, time = wavs.shape
+        k = self.count_high
+        freqs = torch.linspace(0.0, 1.0, time // 2 + 1, device=wavs.device)  # fraction of Nyquist
+        centres = self.low + (self.high - self.low) * torch.rand(batch, k, 1, device=wavs.device)
+        used = torch.arange(k, device=wavs.device)[None, :, None] < torch.randint(
+            self.count_low, self.count_high + 1, (batch, 1, 1), device=wavs.device
+        )
+        notch = torch.exp(-0.5 * ((freqs[None, None, :] - centres) / (self.width / 2)) ** 2)
+        gain = torch.prod(1 - notch * used, dim=1)
+        out = torch.fft.irfft(torch.fft.rfft(wavs.float(), dim=1) * gain, n=time, dim=1)
+        return out.to(wavs.dtype)
 
 
 class RandomEQ(torch.nn.Module):

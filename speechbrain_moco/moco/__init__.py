@@ -16,6 +16,7 @@ from speechbrain_moco.moco.heads import ProjectionHead
 from speechbrain_moco.moco.infonce import infonce_logits, infonce_loss, topk_accuracy
 from speechbrain_moco.moco.momentum import ema_update, make_key_twin, momentum_at, unwrap
 from speechbrain_moco.moco.queue import KeyQueue
+from speechbrain_moco.moco.split_bn import split_batchnorm
 
 __all__ = [
     "KeyQueue",
@@ -29,6 +30,7 @@ __all__ = [
     "make_key_twin",
     "momentum_at",
     "rank",
+    "split_batchnorm",
     "topk_accuracy",
     "unwrap",
     "world_size",

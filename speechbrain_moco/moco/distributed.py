@@ -1,14 +1,14 @@
-"""Distributed helpers for MoCo; each is the identity on a single process.
+"""Distributed helpers for MoCo; each is the identity on a single process (with one split).
 
 - ``all_gather_nograd``: concatenate a tensor from every rank (rank order),
   used to enqueue the keys of the global batch so every rank's queue is the
   same.
 - ``wrap_ddp``: DDP with per-process batch norm (or SyncBatchNorm when asked).
 - ``batch_shuffle`` / ``batch_unshuffle``: shuffle-BN (He et al. 2020). The key
-  batch is gathered, permuted with a permutation drawn on rank 0 and
-  broadcast, and each rank encodes a slice of other ranks' samples, so the
-  batch-norm statistics of the keys do not come from the same samples as the
-  queries'. Every rank must hold the same batch size.
+  batch is gathered, permuted at random (drawn on rank 0 and broadcast) and each rank
+  encodes its slice, in split batch norm's groups on one process: the batch-norm
+  statistics of a key are those of a random group of samples, not of its query's.
+  Every rank must hold the same batch size.
 """
 
 import torch
@@ -48,11 +48,16 @@ def all_gather_nograd(tensor):
 
 
 @torch.no_grad()
-def batch_shuffle(x, lengths=None):
-    """Shuffle a batch across ranks for shuffle-BN.
+def batch_shuffle(x, lengths=None, splits=1, generator=None):
+    """Shuffle a key batch for shuffle-BN; returns ``(x_local, lengths_local, idx_unshuffle)``.
 
-    Returns ``(x_local, lengths_local, idx_unshuffle)``; on one process the
-    batch is returned unchanged with ``idx_unshuffle=None``.
+    The global batch (every rank's, in rank order) is permuted at random (drawn on rank 0
+    and broadcast) and each rank encodes its slice; in a rank, split batch norm
+    (``splits > 1``, :mod:`.split_bn`) normalises contiguous groups of it, as that many
+    processes would. The batch-norm statistics of a key are then those of a random group
+    of samples, not of its query's group. On one process with ``splits=1`` it is the
+    identity (``idx_unshuffle=None``). The permutation comes from ``generator`` (a CPU
+    ``torch.Generator``) or the global generator.
 
     Example
     -------
@@ -60,14 +65,19 @@ def batch_shuffle(x, lengths=None):
     >>> y, _, idx = batch_shuffle(x)
     >>> torch.equal(x, y), idx is None
     (True, True)
+    >>> y, _, idx = batch_shuffle(x, splits=2)
+    >>> torch.equal(y[idx], x)
+    True
     """
-    if world_size() == 1:
+    if world_size() == 1 and splits == 1:
         return x, lengths, None
     local = x.shape[0]
     x_all = all_gather_nograd(x)
     len_all = all_gather_nograd(lengths) if lengths is not None else None
-    perm = torch.randperm(x_all.shape[0], device=x.device)
-    dist.broadcast(perm, src=0)
+    # drawn on the CPU, from ``generator`` when given (a per-step seed keeps a resumed run exact)
+    perm = torch.randperm(x_all.shape[0], generator=generator).to(x.device)
+    if world_size() > 1:
+        dist.broadcast(perm, src=0)
     idx_unshuffle = torch.argsort(perm)
     mine = perm.view(world_size(), -1)[rank()]
     if mine.numel() != local:
@@ -77,7 +87,7 @@ def batch_shuffle(x, lengths=None):
 
 @torch.no_grad()
 def batch_unshuffle(x, idx_unshuffle):
-    """Undo ``batch_shuffle`` on the encoded keys (identity on one process)."""
+    """Undo ``batch_shuffle`` on the encoded keys (identity when it did nothing)."""
     if idx_unshuffle is None:
         return x
     x_all = all_gather_nograd(x)

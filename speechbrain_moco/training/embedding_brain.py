@@ -17,21 +17,18 @@ from speechbrain.utils.logger import get_logger
 
 from speechbrain_moco.dataio.datasets import manifest_durations
 from speechbrain_moco.dataio.sources import count_skipped
-from speechbrain_moco.encoder import embed
 from speechbrain_moco.moco.distributed import all_ranks_finite, world_size, wrap_ddp
 from speechbrain_moco.run_folder import append_history
 from speechbrain_moco.training.checkpoint import RNGState
 from speechbrain_moco.training.checks import check_batch, check_crops, check_encoder, is_architecture_mismatch
 from speechbrain_moco.training.schedule import warmup_cosine
+from speechbrain_moco.training.scoring import ScoringMixin
 from speechbrain_moco.training.state import ModuleState
-from speechbrain_moco.verification.evaluate import evaluate_trials
-from speechbrain_moco.verification.metrics import metrics_line
-from speechbrain_moco.verification.statistics import stats_embed_fn
 
 logger = get_logger(__name__)
 
 
-class EmbeddingBrain(sb.core.Brain):
+class EmbeddingBrain(ScoringMixin, sb.core.Brain):
     """Shared training loop of the embedding trainers (see module docstring)."""
 
     def __init__(self, *args, **kwargs):
@@ -73,47 +70,6 @@ class EmbeddingBrain(sb.core.Brain):
             feats = self.hparams.spec_augment(feats)
         return feats
 
-    def encode(self, wavs, lengths):
-        """Encoder embeddings (B, D) of waveforms (no head, no classifier)."""
-        feats = self.features(wavs, lengths, sb.Stage.TEST)
-        return embed(self.modules.embedding_model, feats, lengths)
-
-    def score_trials(self, trials, data_folder):
-        """Score a trial list with the trained encoder (the end of a training recipe).
-
-        Writes ``<output_folder>/eval/`` (``scores.txt``, ``metrics.json``, plots); with
-        ``stats_baseline: True``, also the Fbank mean+std statistics of the same front-end
-        (no training: what the encoder has to beat) in ``eval/fbank_stats_baseline/``.
-        Returns ``(metrics, baseline_metrics or None)``.
-        """
-        eval_dir = os.path.join(self.hparams.output_folder, "eval")
-        common = dict(
-            device=self.device, batch_size=self.hparams.eval_batch_size, sample_rate=self.hparams.sample_rate
-        )
-        self.modules.eval()
-        history = os.path.join(self.hparams.output_folder, "history.jsonl")
-        system = "/".join(os.path.normpath(self.hparams.output_folder).split(os.sep)[-2:])
-        metrics = evaluate_trials(
-            trials, data_folder, self.encode, eval_dir, history_path=history, system=system, **common
-        )
-        baseline = None
-        if self.hparams.stats_baseline:
-            stats = stats_embed_fn(self.modules.compute_features, self.modules.mean_var_norm)
-            out = os.path.join(eval_dir, "fbank_stats_baseline")
-            baseline = evaluate_trials(trials, data_folder, stats, out, system="Fbank mean+std", **common)
-        return metrics, baseline
-
-    def finish(self, trials, data_folder):
-        """The end of a training recipe: score ``trials`` (:meth:`score_trials`) when there
-        is a list; returns the console line, which always says how the run ended."""
-        if trials is not None:
-            return metrics_line(*self.score_trials(trials, data_folder))
-        return (
-            f"trained {self.hparams.epoch_counter.current} epochs, checkpoints in "
-            f"{self.hparams.save_folder}; no trial list was given: score one with verify.py "
-            f"--pretrain_path={self.hparams.output_folder}"
-        )
-
     def augment(self, wavs, lengths):
         """Augment every row independently, reproducibly per step and process."""
         augmenter = self.hparams.augment
@@ -122,27 +78,36 @@ class EmbeddingBrain(sb.core.Brain):
         devices = [wavs.device] if wavs.device.type == "cuda" else []
         rank = os.environ.get("RANK", 0)
         seed = zlib.crc32(f"{self.hparams.seed}:{self.optimizer_step}:{self.step}:{rank}".encode())
-        with torch.random.fork_rng(devices=devices):
+        # float32 whatever the training precision (bf16 filters are inexact: about -44 dB)
+        with torch.random.fork_rng(devices=devices), torch.autocast(wavs.device.type, enabled=False):
             torch.manual_seed(seed)
-            return augmenter(wavs, lengths)
+            return augmenter(wavs.float(), lengths)
 
     # ------------------------------------------------------------ optimisation
     def total_steps(self):
-        """Optimiser steps of the whole run."""
-        steps = self.steps_per_epoch or 1
-        return max(steps * self.hparams.number_of_epochs // self.grad_accumulation_factor, 1)
+        """Optimiser steps of the whole run: ``steps_per_epoch // grad_accumulation_factor``
+        per epoch (the last micro-batches of an epoch that do not fill a window take no step)."""
+        return max(self.epoch_steps() * self.hparams.number_of_epochs, 1)
+
+    def epoch_steps(self):
+        """Optimiser steps per epoch."""
+        return (self.steps_per_epoch or 1) // self.grad_accumulation_factor
 
     def on_fit_batch_start(self, batch, should_step):
-        """Set the learning rate of this step (warm-up + cosine)."""
+        """Set the learning rate of this step (warm-up + cosine) in every parameter group."""
         lr = warmup_cosine(
             self.optimizer_step,
             self.hparams.lr,
             self.total_steps(),
-            self.hparams.warmup_epochs * (self.steps_per_epoch or 1) // self.grad_accumulation_factor,
+            self.hparams.warmup_epochs * self.epoch_steps(),
             self.hparams.final_lr,
         )
         for group in self.optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
+            group["lr"] = lr * self.lr_factor(group)
+
+    def lr_factor(self, group):
+        """Factor of the scheduled learning rate for a parameter group (its ``lr_scale``)."""
+        return group.get("lr_scale", 1.0)
 
     def fit_batch(self, batch):
         """One training step; a non-finite loss skips the step on every rank.
@@ -154,7 +119,8 @@ class EmbeddingBrain(sb.core.Brain):
         should_step = (self.step % self.grad_accumulation_factor) == 0
         self.on_fit_batch_start(batch, should_step)
         # batch-norm statistics move during the forward pass: keep them to undo a bad step
-        state = ModuleState(self.modules, exclude=("queue",))
+        # (the queue and the SSPS memory change only after a good step)
+        state = ModuleState(self.modules, exclude=("queue", "ssps"))
         with self.no_sync(not should_step):
             with self.training_ctx:
                 outputs = self.compute_forward(batch, sb.Stage.TRAIN)
@@ -162,6 +128,10 @@ class EmbeddingBrain(sb.core.Brain):
             if not all_ranks_finite(loss, self.device):
                 state.restore()
                 self.skip_step(loss)
+                if should_step and self.has_gradients():
+                    # the window's other micro-batches still make its step (no EMA/enqueue:
+                    # this micro-batch has no keys)
+                    self.optimizers_step()
                 return loss.detach().cpu()
             self.nonfinite_in_a_row = 0
             self.scaler.scale(loss / self.grad_accumulation_factor).backward()
@@ -171,10 +141,10 @@ class EmbeddingBrain(sb.core.Brain):
         return loss.detach().cpu()
 
     def skip_step(self, loss):
-        """Count a non-finite step, drop its gradients, stop if patience is spent."""
+        """Count a non-finite step, stop if patience is spent (no backward ran on it: the
+        gradients accumulated earlier in its window are kept)."""
         self.skipped_steps += 1
         self.nonfinite_in_a_row += 1
-        self.zero_grad(set_to_none=True)
         what = f"non-finite loss ({float(loss.detach())}) at step {self.step}"
         logger.warning("%s: step skipped (%d skipped so far)", what, self.skipped_steps)
         if self.nonfinite_in_a_row > self.nonfinite_patience:
@@ -183,6 +153,29 @@ class EmbeddingBrain(sb.core.Brain):
                 f"{self.nonfinite_patience}): stopping. Lower --lr, check the input audio, or "
                 "use --precision=fp32; the last good checkpoint is in the save folder."
             )
+
+    def has_gradients(self):
+        """True when a backward pass ran since the last optimiser step (the gradients are
+        set to None at each step)."""
+        return any(p.grad is not None for p in self.modules.parameters())
+
+    def optimizers_step(self):
+        """SpeechBrain's optimiser step, clipping the gradients of every parameter group
+        (SpeechBrain's clips the first group only: a classifier in a second group was never
+        clipped)."""
+        optimizers = self.freeze_optimizers(self.optimizers_dict)
+        for opt in optimizers.values():
+            self.scaler.unscale_(opt)
+            params = [p for group in opt.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+        if not self.scaler.is_enabled() and self.skip_nonfinite_grads:
+            self.check_gradients()
+        for opt in optimizers.values():
+            self.scaler.step(opt)
+        self.scaler.update()
+        for opt in optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        self.optimizer_step += 1
 
     def param_groups(self):
         """The trainable parameters, as optimiser parameter groups; a group's
@@ -305,6 +298,7 @@ class EmbeddingBrain(sb.core.Brain):
         if valid_stats is not None:
             row.update(valid_loss=valid_stats["loss"], valid_acc=valid_stats["acc"])
         append_history(self.hparams.output_folder, row)
+        self.step = 0  # an end-of-epoch checkpoint: the next epoch starts at step 0 on resume too
         self.checkpointer.save_and_keep_only(
             meta={"loss": (valid_stats or self.train_stats)["loss"], "epoch": epoch},
             num_to_keep=self.hparams.keep_checkpoints,

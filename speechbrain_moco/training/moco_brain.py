@@ -2,8 +2,10 @@
 
 Query branch: Fbank -> mean/var norm -> ``embedding_model`` -> ``projector``.
 Key branch: ``key_model`` -> ``key_projector``, momentum copies with no
-gradient. ``compute_forward`` has no side effects (validation calls it too);
-the momentum update and the enqueue happen in ``on_fit_batch_end`` only.
+gradient, fed the key views shuffled across batch-norm groups (shuffle-BN: across
+processes, and across the ``bn_splits`` groups of split batch norm within one).
+``compute_forward`` has no side effects (validation calls it too); the momentum update
+and the enqueue happen in ``on_fit_batch_end`` only.
 The training loop it shares with the supervised trainer is in
 :class:`speechbrain_moco.training.EmbeddingBrain`; the method's pieces (queue, EMA,
 InfoNCE, heads, shuffle-BN) are in :mod:`speechbrain_moco.moco`.
@@ -13,17 +15,25 @@ Modules expected in ``modules``: ``compute_features``, ``mean_var_norm``,
 """
 
 import collections
+import zlib
 
 import speechbrain as sb
 import torch
 import torch.nn.functional as F
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_moco.dataio.datasets import stack_views
+from speechbrain_moco.dataio.datasets import stack_views, utterance_keys
 from speechbrain_moco.encoder import embed
-from speechbrain_moco.moco.distributed import all_gather_nograd, batch_shuffle, batch_unshuffle, world_size
+from speechbrain_moco.moco.distributed import (
+    all_gather_nograd,
+    batch_shuffle,
+    batch_unshuffle,
+    rank,
+    world_size,
+)
 from speechbrain_moco.moco.infonce import infonce_logits, infonce_loss, topk_accuracy
 from speechbrain_moco.moco.momentum import ema_update, make_key_twin, momentum_at
+from speechbrain_moco.moco.split_bn import split_batchnorm
 from speechbrain_moco.training.checks import check_queue
 from speechbrain_moco.training.embedding_brain import EmbeddingBrain
 
@@ -37,6 +47,9 @@ class MoCoBrain(EmbeddingBrain):
         super().__init__(*args, **kwargs)
         make_key_twin(self.modules.embedding_model, self.modules.key_model)
         make_key_twin(self.modules.projector, self.modules.key_projector)
+        # shuffle-BN on one process: batch norm over bn_splits groups, as that many processes
+        for name in ("embedding_model", "projector", "key_model", "key_projector"):
+            split_batchnorm(self.modules[name], self.hparams.bn_splits)
         self.source_counts = collections.Counter()
 
     def embedding_dim(self):
@@ -50,25 +63,83 @@ class MoCoBrain(EmbeddingBrain):
     # ------------------------------------------------------------------ forward
 
     def compute_forward(self, batch, stage):
-        """Return ``{"logits", "labels", "keys"}`` for a two-view batch."""
+        """Return ``{"logits", "labels", "keys"}`` for a two-view batch.
+
+        View 1 is the query of view 2's key; with ``symmetric_loss`` also view 2 the query of
+        view 1's key (both rows of logits, so the loss is the mean of the two directions).
+        The keys enqueued are view 2's either way.
+        """
         batch = batch.to(self.device)
         wavs, lengths = stack_views(batch)
         if stage == sb.Stage.TRAIN:
+            wavs, lengths = self.random_crop_length(wavs, lengths)
             wavs = self.augment(wavs, lengths)
         half = wavs.shape[0] // 2
+        views = [(wavs[:half], lengths[:half]), (wavs[half:], lengths[half:])]
+        pairs = [(0, 1), (1, 0)] if self.hparams.symmetric_loss else [(0, 1)]
         # features view by view: the same values (per-row Fbank and sentence norm) at about half
         # the cost of one 2B-row call on CPU (measured: 19 vs 33 ms at 64 x 2 s)
-        q_feats = self.features(wavs[:half], lengths[:half], stage)
-        q = embed(self.modules.embedding_model, q_feats, lengths[:half])
-        q = F.normalize(self.modules.projector(q), dim=1)
-        with torch.no_grad():
-            k_feats = self.features(wavs[half:], lengths[half:], stage)
-            k_feats, k_lens, idx = batch_shuffle(k_feats, lengths[half:])
-            k = embed(self.modules.key_model, k_feats, k_lens)
-            k = F.normalize(self.modules.key_projector(k), dim=1)
-            k = batch_unshuffle(k, idx)
-        logits, labels = infonce_logits(q, k, self.modules.queue.negatives(), self.hparams.temperature)
-        return {"logits": logits, "labels": labels, "keys": k}
+        queries = [self.query(*views[q], stage) for q, _ in pairs]
+        keys = {k: self.key(*views[k], stage) for _, k in pairs}
+        slots = self.memory_slots(batch, stage)
+        positives = dict(keys)
+        if stage == sb.Stage.TRAIN and self.modules.ssps.active():
+            # SSPS: the positive is another utterance's key from a nearby pseudo-class
+            gen = torch.Generator().manual_seed(self.step_seed("ssps"))
+            positives = {k: self.modules.ssps.positives(slots.cpu(), v, gen) for k, v in keys.items()}
+        negatives = self.modules.queue.negatives()
+        logits, labels = zip(
+            *(
+                infonce_logits(query, positives[k], negatives, self.hparams.temperature)
+                for query, (_, k) in zip(queries, pairs)
+            )
+        )
+        return {"logits": torch.cat(logits), "labels": torch.cat(labels), "keys": keys[1], "slots": slots}
+
+    def memory_slots(self, batch, stage):
+        """Rows of the batch's training utterances in the SSPS memory (-1 when SSPS is off,
+        and for validation)."""
+        index = getattr(self, "slot_of", None)
+        if not index or stage != sb.Stage.TRAIN:
+            return torch.full((len(batch.id),), -1, dtype=torch.long, device=self.device)
+        return torch.tensor([index[f"{s}/{u}"] for s, u in zip(batch.source, batch.id)], device=self.device)
+
+    def step_seed(self, what, per_rank=True):
+        """A seed for this step's draws of ``what`` (reproducible on resume; per process
+        unless ``per_rank`` is False)."""
+        where = rank() if per_rank else "all"
+        return zlib.crc32(f"{self.hparams.seed}:{what}:{self.optimizer_step}:{self.step}:{where}".encode())
+
+    def query(self, wavs, lengths, stage):
+        """L2-normalised query embeddings (with gradient)."""
+        q = embed(self.modules.embedding_model, self.features(wavs, lengths, stage), lengths)
+        return F.normalize(self.modules.projector(q), dim=1)
+
+    @torch.no_grad()
+    def key(self, wavs, lengths, stage):
+        """L2-normalised key embeddings of the momentum branch, shuffled across batch-norm
+        groups (processes, and ``bn_splits`` within one) and put back in order."""
+        feats = self.features(wavs, lengths, stage)
+        # the permutation from a per-step seed: the global generator's state differs on resume
+        gen = torch.Generator().manual_seed(self.step_seed("shuffle", per_rank=False))
+        feats, lens, idx = batch_shuffle(feats, lengths, splits=self.hparams.bn_splits, generator=gen)
+        k = embed(self.modules.key_model, feats, lens)
+        return batch_unshuffle(F.normalize(self.modules.key_projector(k), dim=1), idx)
+
+    def random_crop_length(self, wavs, lengths):
+        """With ``crop_seconds_min``: both views of this step cut to one length drawn uniformly
+        between it and ``crop_seconds`` (the same on every process, reproducible per step);
+        the crops stay where the crop drawer put them (their first samples are kept)."""
+        low = self.hparams.crop_seconds_min
+        if low is None:
+            return wavs, lengths
+        rate, high = self.hparams.sample_rate, self.hparams.crop_seconds
+        # the same on every process (the key shuffle gathers equal-length batches)
+        gen = torch.Generator().manual_seed(self.step_seed("crop_length", per_rank=False))
+        size = int(round((low + (high - low) * float(torch.rand((), generator=gen))) * rate))
+        size = min(size, wavs.shape[1])
+        valid = (lengths * wavs.shape[1]).clamp(max=size)
+        return wavs[:, :size], valid / size
 
     def compute_objectives(self, outputs, batch, stage):
         """InfoNCE loss; accumulates the (K+1)-way top-1 accuracy."""
@@ -93,24 +164,60 @@ class MoCoBrain(EmbeddingBrain):
             ema_update(self.modules.key_model, self.modules.embedding_model, m)
             ema_update(self.modules.key_projector, self.modules.projector, m)
         self.modules.queue.enqueue(all_gather_nograd(outputs["keys"]))
+        if self.modules.ssps.enabled:  # every rank writes the global batch: the same memory
+            self.modules.ssps.write(all_gather_nograd(outputs["slots"]), all_gather_nograd(outputs["keys"]))
         self.source_counts.update(batch.source)
 
     # ------------------------------------------------------------ optimisation
 
     def check_setup(self, n_utterances, batch_size):
-        """The global batch must fit the training set and the queue."""
+        """The global batch must fit the training set and the queue, the batch its splits."""
         super().check_setup(n_utterances, batch_size)
+        splits = self.hparams.bn_splits
+        if batch_size % splits or batch_size // splits < 2:
+            raise ValueError(
+                f"--batch_size={batch_size} does not split in bn_splits={splits} groups of 2 "
+                "rows or more (split batch norm): change --bn_splits"
+            )
         check_queue(self.modules.queue.size, batch_size, world_size(), n_utterances)
 
     # ------------------------------------------------------------------ stages
+    def fit(self, epoch_counter, train_set, valid_set=None, *args, **kwargs):
+        """SpeechBrain's ``fit``; with SSPS, first one memory row per training utterance
+        (sized before a checkpoint restores it)."""
+        if self.modules.ssps.enabled:
+            if isinstance(train_set, torch.utils.data.DataLoader):
+                raise ValueError("SSPS needs the training dataset, not a DataLoader, to index its memory")
+            keys = utterance_keys(train_set)
+            self.slot_of = {key: i for i, key in enumerate(keys)}
+            if len(self.slot_of) != len(keys):
+                raise ValueError("SSPS: two training rows share a source and an ID")
+            self.modules.ssps.allocate(len(keys), self.embedding_dim())
+        return super().fit(epoch_counter, train_set, valid_set, *args, **kwargs)
+
+    def on_fit_start(self):
+        """SpeechBrain's start (resume included), then a resumed SSPS memory must be this
+        training set's."""
+        super().on_fit_start()
+        ssps = self.modules.ssps
+        if ssps.enabled and ssps.memory.shape[0] != len(self.slot_of):
+            raise ValueError(
+                f"the checkpoint's SSPS memory holds {ssps.memory.shape[0]} utterances, the training "
+                f"set {len(self.slot_of)}: the corpus changed since; use a new --output_folder"
+            )
+
     def on_stage_start(self, stage, epoch=None):
-        """Crops of this epoch; per-source crop counters."""
+        """Crops of this epoch; per-source crop counters; SSPS clusters when due."""
         super().on_stage_start(stage, epoch)
         if stage == sb.Stage.TRAIN:
             self.source_counts = collections.Counter()
+            self.modules.ssps.refresh(epoch)
 
     def epoch_meta(self):
-        """Momentum, queue fill and the crops drawn from each source (this process)."""
+        """Momentum, queue fill, SSPS coverage and the crops drawn from each source (this
+        process)."""
         meta = {"momentum": self.current_momentum(), "queue_filled": int(self.modules.queue.filled)}
+        if self.modules.ssps.active():
+            meta["ssps_coverage"] = round(self.modules.ssps.coverage(), 4)
         meta.update({f"crops_{k}": v for k, v in sorted(self.source_counts.items())})
         return meta

@@ -53,9 +53,12 @@ class SpeakerBrain(EmbeddingBrain):
     gradient, batch-norm in eval mode) for the first N epochs, so only the
     classifier learns before the pretrained encoder is fine-tuned (linear
     probing then fine-tuning: a random classifier's first gradients would
-    otherwise wash out the initialisation). ``encoder_lr_scale`` (initialised
-    runs only) multiplies the encoder's learning rate throughout, the classifier
-    keeping the full schedule (discriminative fine-tuning).
+    otherwise wash out the initialisation). When it thaws, the encoder's learning
+    rate is warmed up again from zero over ``rewarm_epochs`` (its optimiser state is
+    fresh, and the schedule is near its peak: full steps would undo what the freeze
+    kept). ``encoder_lr_scale`` (initialised runs only) multiplies the encoder's
+    learning rate throughout, the classifier keeping the full schedule
+    (discriminative fine-tuning).
     """
 
     def embedding_dim(self):
@@ -70,16 +73,31 @@ class SpeakerBrain(EmbeddingBrain):
         return init_schedule(hp.init_from, hp.freeze_epochs, hp.encoder_lr_scale)
 
     def param_groups(self):
-        """The encoder at ``encoder_lr_scale`` x the schedule, the rest at 1 x."""
-        groups, scale = super().param_groups(), self.init_schedule()[1]
-        if scale == 1.0:
+        """An initialised run: the encoder (at ``encoder_lr_scale`` x the schedule, re-warmed
+        after the freeze) and the rest; a scratch run: one group."""
+        groups = super().param_groups()
+        if not self.hparams.init_from:
             return groups
         (trainable,) = [g["params"] for g in groups]
         encoder = {id(p) for p in self.modules.embedding_model.parameters()}
         return [
-            {"params": [p for p in trainable if id(p) in encoder], "lr_scale": scale},
+            {
+                "params": [p for p in trainable if id(p) in encoder],
+                "lr_scale": self.init_schedule()[1],
+                "encoder": True,
+            },
             {"params": [p for p in trainable if id(p) not in encoder], "lr_scale": 1.0},
         ]
+
+    def lr_factor(self, group):
+        """``lr_scale``, and for the encoder of an initialised run a linear re-warm-up from
+        0 to 1 over the ``rewarm_epochs`` after the freeze (a function of the optimiser step)."""
+        factor = super().lr_factor(group)
+        rewarm = self.hparams.rewarm_epochs * self.epoch_steps()
+        if group.get("encoder") and rewarm > 0:
+            since = self.optimizer_step - self.init_schedule()[0] * self.epoch_steps()
+            factor *= min(max((since + 1) / rewarm, 0.0), 1.0)
+        return factor
 
     def frozen(self, stage):
         """True while the encoder is frozen: the first ``freeze_epochs`` training

@@ -1,7 +1,9 @@
 """Snapshot and restore of the state a training step moves outside the optimiser.
 
-A forward pass in training mode updates batch-norm running statistics (buffers); a
-step skipped for a non-finite loss must leave them as they were.
+A forward pass in training mode updates batch-norm running statistics (buffers) and the
+running mean and std of a ``global`` SpeechBrain ``InputNormalization``, which keeps them
+as plain attributes (``glob_mean``, ``glob_std``, ``count``), not buffers. A step skipped
+for a non-finite loss must leave both as they were.
 """
 
 import torch
@@ -27,15 +29,19 @@ class ModuleState:
     """
 
     def __init__(self, modules, exclude=()):
-        self.saved = [
-            (buffer, buffer.detach().clone())
-            for name, module in modules.items()
-            if name not in exclude
-            for buffer in module.buffers()
+        kept = [module for name, module in modules.items() if name not in exclude]
+        self.saved = [(buffer, buffer.detach().clone()) for module in kept for buffer in module.buffers()]
+        self.statistics = [
+            (layer, {k: v.clone() if torch.is_tensor(v) else v for k, v in layer._statistics_dict().items()})
+            for module in kept
+            for layer in module.modules()
+            if hasattr(layer, "_statistics_dict") and hasattr(layer, "_load_statistics_dict")
         ]
 
     @torch.no_grad()
     def restore(self):
-        """Put every saved buffer back."""
+        """Put every saved buffer and normalisation statistic back."""
         for buffer, saved in self.saved:
             buffer.copy_(saved)
+        for layer, stats in self.statistics:
+            layer._load_statistics_dict(dict(stats))

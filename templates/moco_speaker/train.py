@@ -23,7 +23,13 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process
 
-from speechbrain_moco.dataio import SkippingDataset, run_preparation, two_view_dataset
+from speechbrain_moco.dataio import (
+    SkippingDataset,
+    drop_short,
+    run_preparation,
+    two_view_dataset,
+    validation_manifest,
+)
 from speechbrain_moco.training import MoCoBrain
 from speechbrain_moco.verification import metrics_line
 
@@ -37,8 +43,13 @@ def dataio_prep(hparams, data_root):
     lists it in ``skipped_audio.txt`` instead of stopping the run.
     """
     train = two_view_dataset(hparams["train_annotation"], data_root, hparams["two_crops"])
+    # an utterance shorter than a crop would give two views of the same samples: left out
+    min_seconds = hparams["min_utterance_seconds"] or hparams["crop_seconds"]
+    train, _ = drop_short(train, min_seconds, os.path.join(hparams["output_folder"], "short_utterances.txt"))
     report = os.path.join(hparams["output_folder"], "skipped_audio.txt")
-    valid = two_view_dataset(hparams["valid_annotation"], data_root, hparams["two_crops"])
+    valid = validation_manifest(hparams["valid_annotation"])  # None: no validation (valid_ratio 0)
+    if valid is not None:
+        valid = two_view_dataset(valid, data_root, hparams["two_crops"])
     return SkippingDataset(train, report), valid
 
 

@@ -16,8 +16,8 @@ import pytest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TRAINING = os.path.join(ROOT, "speechbrain_moco", "training")
 BRAINS = {  # Brain class -> the library files whose code reads self.hparams
-    "MoCoBrain": ["moco_brain.py", "embedding_brain.py"],
-    "SpeakerBrain": ["speaker_brain.py", "embedding_brain.py"],
+    "MoCoBrain": ["moco_brain.py", "embedding_brain.py", "scoring.py"],
+    "SpeakerBrain": ["speaker_brain.py", "embedding_brain.py", "scoring.py"],
 }
 SCRIPT_OF = [
     ("moco", "train_moco.py"),

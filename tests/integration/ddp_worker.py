@@ -2,7 +2,8 @@
 
 Trains with the Folder recipe's yaml, no shuffling (rank r takes rows r, r+W, ...
 so the ranks' batches together equal a single process's global batch), and
-saves, per rank, the final queue and every step's loss, utterance IDs and keys.
+saves, per rank, the final queue, the SSPS memory and every step's loss, utterance IDs and
+keys.
 """
 
 import importlib.util
@@ -72,6 +73,10 @@ if __name__ == "__main__":
     brain.fit(hparams["epoch_counter"], train_set, valid_set, **loaders)
     rank = int(os.environ.get("RANK", 0))
     torch.save(
-        {"queue": brain.modules.queue.state_dict(), "steps": brain.record},
+        {
+            "queue": brain.modules.queue.state_dict(),
+            "ssps": brain.modules.ssps.state_dict(),
+            "steps": brain.record,
+        },
         os.path.join(hparams["output_folder"], f"rank{rank}.pt"),
     )

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from conftest import TINY
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 WORKER = os.path.join("tests", "integration", "ddp_worker.py")
@@ -106,3 +107,57 @@ def test_losses_and_keys_match_single_process(runs):
     for r in (0, 1):
         for uid, key in zip(ddp[r]["steps"][0]["ids"], ddp[r]["steps"][0]["keys"]):
             assert torch.allclose(key, ref[uid], atol=1e-5)
+
+
+def test_split_batchnorm_on_one_process_gives_the_keys_of_as_many_gloo_ranks(tmp_path):
+    """bn_splits=2 on one process = 2 processes with per-process batch norm and shuffle-BN."""
+    worker = os.path.join("tests", "integration", "split_bn_worker.py")
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29534"]
+    for cmd, out in ((torchrun + [worker], "ddp"), ([sys.executable, worker, "--splits=2"], "single")):
+        os.makedirs(tmp_path / out)
+        proc = subprocess.run(
+            cmd + [f"--out={tmp_path / out}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ddp = [torch.load(tmp_path / "ddp" / f"rank{r}.pt") for r in (0, 1)]
+    single = torch.load(tmp_path / "single" / "rank0.pt")
+    for name in ("queries", "keys"):
+        assert torch.allclose(torch.cat([d[name] for d in ddp]), single[name], atol=1e-5), name
+    mean = (ddp[0]["running_mean"] + ddp[1]["running_mean"]) / 2
+    assert torch.allclose(mean, single["running_mean"], atol=1e-6)
+
+
+def test_end_of_run_scoring_without_validation_under_torchrun(tone_corpus, tmp_path):
+    """Issue 18, defect 7: with no validation pass the last forward of the DDP module was a
+    training one, and scoring on rank 0 alone through it waited on rank 1 to sync buffers: a
+    hang, or here "Connection closed by peer" once rank 1 had exited."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29535"]
+    cmd += ["recipes/Folder/MoCo/train_moco.py", "recipes/Folder/MoCo/hparams/moco.yaml"] + TINY
+    cmd += ["--valid_ratio=0"]
+    cmd += [f"--data_folder={tone_corpus}", f"--output_folder={out}", "--verification_file=trials.txt"]
+    cmd += ["--distributed_backend=gloo"]
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert len((out / "eval" / "scores.txt").read_text().splitlines()) == 4
+    assert "EER" in proc.stdout + proc.stderr
+
+
+def test_two_gloo_ranks_hold_the_same_ssps_memory_and_clusters(tone_corpus, tmp_path):
+    """Issue 19: every rank writes the global batch's keys and k-means is broadcast."""
+    args = [a for a in ARGS if not a.startswith(("--number_of_epochs", "--optimizer_step_limit"))]
+    args += ["--number_of_epochs=3", "--ssps_start_epoch=2", "--ssps_cluster_size=3"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29536"]
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    cmd = torchrun + [WORKER] + args
+    cmd += [f"--data_folder={tone_corpus}", f"--output_folder={tmp_path}", "--batch_size=4"]
+    cmd += ["--distributed_backend=gloo", "--device=cpu"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False)["ssps"] for r in (0, 1)]
+    assert bool(ranks[0]["written"].all()) and ranks[0]["memory"].shape[0] == 32
+    assert int(ranks[0]["clustered_epoch"]) == 3 and ranks[0]["centroids"].shape[0] == round(32 / 3)
+    for name, value in ranks[0].items():
+        assert torch.equal(value, ranks[1][name]), name

@@ -45,7 +45,11 @@ def build(corpus, out, brain_class=None, run_opts=None, prepare=True, **override
         hp = load_hyperpyyaml(f, opts)
     if prepare:  # False: keep the manifests already written (files changed since)
         prepare_folder(
-            corpus, hp["manifest_folder"], verification_file=None, valid_ratio=hp["valid_ratio"], seed=hp["seed"]
+            corpus,
+            hp["manifest_folder"],
+            verification_file=None,
+            valid_ratio=hp["valid_ratio"],
+            seed=hp["seed"],
         )
     data = dict(zip(("train", "valid", "loaders"), RECIPE.dataio_prep(hp, os.path.abspath(corpus))))
     brain = (brain_class or RecordingBrain)(
@@ -237,6 +241,7 @@ def test_encoder_with_a_bad_output_is_refused(tone_corpus, tmp_path):
     brain, hp, data = build(tone_corpus, tmp_path / "enc", number_of_epochs=1)
     inner = brain.modules.embedding_model
     brain.modules.embedding_model = torch.nn.Module()
+    brain.modules.embedding_model.inner = inner  # a submodule: eval() reaches it
     brain.modules.embedding_model.forward = lambda x, lens=None: (inner(x, lens),)
     with pytest.raises(TypeError, match="got tuple"):
         fit(brain, hp, data)

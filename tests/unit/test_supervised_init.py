@@ -93,6 +93,7 @@ def _brain(**hparams):
             "init_from": None,
             "freeze_epochs": 0,
             "encoder_lr_scale": 1.0,
+            "rewarm_epochs": 0,
         },
         **hparams,
     )
@@ -123,6 +124,43 @@ def test_encoder_lr_scale_applies_to_the_initialised_encoder_only():
     assert group["lr"] == pytest.approx(rest["lr"]) and len(group["params"]) == 4
     with pytest.raises(ValueError, match="encoder_lr_scale"):
         _brain(init_from="some_run", encoder_lr_scale=0.0)
+
+
+def test_the_encoder_learning_rate_is_rewarmed_after_the_freeze():
+    """Issue 18, defect 5: the thawed encoder starts from 0, not at the scheduled peak."""
+    brain = _brain(init_from="some_run", freeze_epochs=1, rewarm_epochs=2, number_of_epochs=6)
+    rates = []
+    for step in (10, 19, 29, 40):  # 10 steps an epoch: the freeze ends at step 10
+        brain.optimizer_step = step
+        brain.on_fit_batch_start(None, True)
+        encoder, rest = brain.optimizer.param_groups
+        rates.append(encoder["lr"] / rest["lr"])
+    assert rates == pytest.approx([1 / 20, 10 / 20, 1.0, 1.0])
+    # rewarm_epochs: 0 keeps the old behaviour: the scheduled rate at once
+    plain = _brain(init_from="some_run", freeze_epochs=1, number_of_epochs=6)
+    plain.optimizer_step = 10
+    plain.on_fit_batch_start(None, True)
+    encoder, rest = plain.optimizer.param_groups
+    assert encoder["lr"] == pytest.approx(rest["lr"])
+
+
+def test_gradient_clipping_covers_every_parameter_group():
+    """Issue 18, defect 6: SpeechBrain clips param_groups[0] only (the encoder here)."""
+    brain = _brain(init_from="some_run", encoder_lr_scale=0.5)  # two groups, before and after
+    brain.max_grad_norm = 1.0
+    for p in brain.modules.embedding_model.parameters():
+        p.grad = torch.full_like(p, 0.01)
+    for p in brain.modules.classifier.parameters():
+        p.grad = torch.full_like(p, 100.0)
+    norms = []
+
+    def record(*args, **kwargs):
+        grads = [p.grad for g in brain.optimizer.param_groups for p in g["params"]]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+
+    brain.optimizer.step = record
+    brain.optimizers_step()
+    assert norms == [pytest.approx(1.0, rel=1e-4)] and brain.optimizer_step == 1
 
 
 def test_init_schedule_is_for_initialised_runs_and_validated():

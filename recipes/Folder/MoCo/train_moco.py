@@ -69,13 +69,17 @@ def extra_source(hparams, index, source):
 def dataio_prep(hparams, data_root):
     """Two-view training and validation sets, and their loader options for ``fit``.
 
-    Unreadable training audio is skipped and listed in ``skipped_audio.txt``; with
-    ``extra_sources`` every corpus is concatenated and a weighted sampler draws it.
+    Utterances shorter than ``min_utterance_seconds`` (null: one crop) are left out and
+    listed in ``short_utterances.txt``; unreadable training audio is skipped and listed in
+    ``skipped_audio.txt``; with ``extra_sources`` every corpus is concatenated and a
+    weighted sampler draws it.
     """
     crops = hparams["two_crops"]
     manifests = [hparams["train_annotation"], hparams["valid_annotation"]]
     # with audio_cache: crops sliced from one memory-mapped copy of the training audio
     dataio.attach_audio_cache(crops, manifests, data_root, hparams["audio_cache"], hparams["sample_rate"])
+    # shorter than a crop: the two views would share their samples; left out and listed
+    min_seconds, out = hparams["min_utterance_seconds"] or hparams["crop_seconds"], hparams["output_folder"]
     sampler = None
     if hparams["extra_sources"]:
         sources = [
@@ -87,11 +91,12 @@ def dataio_prep(hparams, data_root):
             }
         ]
         sources += [extra_source(hparams, i, s) for i, s in enumerate(hparams["extra_sources"])]
-        train, sampler = dataio.multi_source_dataset(sources, crops, hparams["seed"])
+        train, sampler = dataio.multi_source_dataset(sources, crops, hparams["seed"], min_seconds, out)
     else:
         train = dataio.two_view_dataset(hparams["train_annotation"], data_root, crops)
-    train = dataio.SkippingDataset(train, os.path.join(hparams["output_folder"], "skipped_audio.txt"))
-    valid = hparams["valid_annotation"]
+        train, _ = dataio.drop_short(train, min_seconds, os.path.join(out, "short_utterances.txt"))
+    train = dataio.SkippingDataset(train, os.path.join(out, "skipped_audio.txt"))
+    valid = dataio.validation_manifest(hparams["valid_annotation"])  # None: valid_ratio 0
     if valid is not None:
         valid = dataio.two_view_dataset(valid, data_root, crops)
     loaders = {

@@ -22,7 +22,8 @@ adds a MoCo run with an MLP projection head and the supervised run initialised
 from it; ``--encoder_lr_scale`` one initialised run whose encoder learns at
 that factor of the learning rate; ``--freeze_epochs N`` one initialised run
 whose encoder is frozen for N first epochs instead of the yaml's number (0:
-fine-tuned from the first step); ``--short_epochs N`` scratch and MoCo-init
+fine-tuned from the first step); ``--rewarm_epochs N`` one initialised run whose encoder's
+learning rate is re-warmed from 0 over N epochs after the freeze; ``--short_epochs N`` scratch and MoCo-init
 again with an N-epoch supervised schedule (a smaller labelled budget, each
 compared with the scratch run of its own schedule). Writes ``OUT/comparison.md``,
 ``OUT/comparison.json`` and a DET plot per trial list (``OUT/det_<list>.png``).
@@ -102,6 +103,13 @@ def main(argv=None):
         "this many supervised epochs, compared with each other",
     )
     parser.add_argument(
+        "--rewarm_epochs",
+        type=int,
+        default=None,
+        help="also run MoCo-init with the encoder's learning rate re-warmed from 0 over this "
+        "many epochs after the freeze",
+    )
+    parser.add_argument(
         "--seeds",
         type=int,
         nargs="*",
@@ -165,6 +173,13 @@ def main(argv=None):
             f"supervised AAM, MoCo-initialised, encoder frozen for {args.freeze_epochs} epochs",
             "moco",
             [f"--freeze_epochs={args.freeze_epochs}"],
+        )
+    if args.rewarm_epochs is not None:
+        supervised[f"moco_init_rw{args.rewarm_epochs}"] = (
+            f"supervised AAM, MoCo-initialised, encoder learning rate re-warmed over "
+            f"{args.rewarm_epochs} epochs after the freeze",
+            "moco",
+            [f"--rewarm_epochs={args.rewarm_epochs}"],
         )
     seeded = list(supervised)  # what --seeds repeats
     for seed in args.seeds:

@@ -43,7 +43,7 @@ def dataio_prep(hparams, data_root, labels):
     # with audio_cache: crops sliced from one memory-mapped copy of the training audio
     dataio.attach_audio_cache(crops, manifests, data_root, hparams["audio_cache"], hparams["sample_rate"])
     train = dataio.labelled_crop_dataset(hparams["train_annotation"], data_root, crops, labels)
-    valid = hparams["valid_annotation"]
+    valid = dataio.validation_manifest(hparams["valid_annotation"])  # None: valid_ratio 0
     if valid is not None:
         unknown = sorted({r["spk_id"] for r in dataio.read_manifest(valid)} - set(labels.lab2ind))
         if unknown:
