@@ -308,3 +308,29 @@ def pseudo_label_stage(runner, name, pretrain, manifests_of, n_clusters=None, ex
     if n_clusters is not None:
         args.append(f"--n_clusters={n_clusters}")
     return runner.run(name, args + list(extra))
+
+
+def label_free_stage(runner, data_folder, trials, name, seed=None, extra=()):
+    """The whole label-free pipeline (``label_free.py`` with its yaml) as one stage."""
+    args = [
+        f"{FOLDER_SUP}/label_free.py",
+        f"{FOLDER_SUP}/hparams/label_free.yaml",
+        f"--data_folder={data_folder}",
+        f"--verification_file={trials}",
+    ]
+    if seed is not None:
+        args.append(f"--seed={seed}")
+    return runner.run(name, args + list(extra))
+
+
+def label_free_stages(pipeline_folder):
+    """``{stage: (its seconds, seconds up to and including it)}`` of a label-free pipeline's
+    training stages (read from its ``stages.json``)."""
+    with open(os.path.join(pipeline_folder, "stages.json"), encoding="utf-8") as f:
+        records = json.load(f)["stages"]
+    out, total = {}, 0.0
+    for record in records:
+        total += record["seconds"]
+        if not record["stage"].endswith("_labels"):
+            out[record["stage"]] = (record["seconds"], round(total, 1))
+    return out

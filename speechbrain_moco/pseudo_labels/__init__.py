@@ -7,6 +7,7 @@ from speechbrain_moco.pseudo_labels.clustering import (
     estimate_n_clusters,
     normalise,
     purity_filter,
+    spectral_clusters,
 )
 from speechbrain_moco.pseudo_labels.manifests import pseudo_label_manifests, relabel
 
@@ -18,4 +19,5 @@ __all__ = [
     "pseudo_label_manifests",
     "purity_filter",
     "relabel",
+    "spectral_clusters",
 ]

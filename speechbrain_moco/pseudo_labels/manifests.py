@@ -23,9 +23,11 @@ from speechbrain_moco.pseudo_labels.clustering import (
     clustering_quality,
     estimate_n_clusters,
     purity_filter,
+    spectral_clusters,
 )
 
 logger = get_logger(__name__)
+SPECTRAL_MAX_ROWS = 20000  # cluster_method auto: spectral up to this many utterances
 
 
 def relabel(rows, labels, prefix="pl"):
@@ -64,12 +66,19 @@ def pseudo_label_manifests(
         "seed": seed,
     }
     start = time.time()
-    if n_clusters is None:
-        n_clusters, silhouettes = estimate_n_clusters(x, seed=seed)
-        report["silhouette"] = {str(k): v for k, v in silhouettes.items()}
-        report["n_clusters_estimated"] = True
+    report["n_clusters_estimated"] = n_clusters is None
+    if method == "auto":  # spectral while the dense affinity fits, else k-means
+        method = "spectral" if x.shape[0] <= SPECTRAL_MAX_ROWS else "kmeans"
+        report["method"] = f"auto: {method}"
+    if method == "spectral":  # the count from the eigengap unless given
+        labels, report["spectral"] = spectral_clusters(x, n_clusters, seed=seed)
+        n_clusters = report["spectral"]["n_clusters"]
+    else:
+        if n_clusters is None:
+            n_clusters, silhouettes = estimate_n_clusters(x, seed=seed)
+            report["silhouette"] = {str(k): v for k, v in silhouettes.items()}
+        labels = cluster_pseudo_labels(x, n_clusters, method, seed)
     report["n_clusters"] = int(n_clusters)
-    labels = cluster_pseudo_labels(x, n_clusters, method, seed)
     keep = purity_filter(x, labels, keep_ratio, min_cluster_size)
     report["cluster_seconds"] = round(time.time() - start, 3)
     train_labels, valid_labels = labels[:n_train], labels[n_train:]

@@ -16,6 +16,8 @@ Modules expected: ``compute_features``, ``mean_var_norm``, ``embedding_model``,
 ``classifier`` (built by the recipe once the number of speakers is known).
 """
 
+import math
+
 import speechbrain as sb
 import torch
 from speechbrain.utils.logger import get_logger
@@ -44,6 +46,34 @@ def init_schedule(init_from, freeze_epochs, encoder_lr_scale):
     if not 0.0 < scale <= 1.0:
         raise ValueError(f"encoder_lr_scale must be in (0, 1], got {scale}")
     return int(freeze_epochs), scale
+
+
+def set_margin(loss_fn, margin):
+    """Set the margin of SpeechBrain's ``AdditiveAngularMargin`` (and its derived constants)."""
+    if getattr(loss_fn, "margin", None) == margin:
+        return
+    loss_fn.margin = margin
+    if hasattr(loss_fn, "cos_m"):
+        loss_fn.cos_m, loss_fn.sin_m = math.cos(margin), math.sin(margin)
+        loss_fn.th, loss_fn.mm = math.cos(math.pi - margin), math.sin(math.pi - margin) * margin
+
+
+def aam_losses(loss_fn, logits, targets):
+    """Per-sample cross-entropy (B,) of margin-adjusted ``logits`` (B, 1, C) for ``targets``
+    (B, 1), as SpeechBrain's ``LogSoftmaxWrapper`` averages them.
+
+    Example
+    -------
+    >>> from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
+    >>> wrapper = LogSoftmaxWrapper(AdditiveAngularMargin(margin=0.2, scale=30))
+    >>> logits, spk = torch.rand(4, 1, 3) * 2 - 1, torch.tensor([[0], [1], [2], [0]])
+    >>> bool(torch.isclose(aam_losses(wrapper.loss_fn, logits, spk).mean(), wrapper(logits, spk)))
+    True
+    """
+    outputs, targets = logits.squeeze(1), targets.squeeze(1).long()
+    one_hot = torch.nn.functional.one_hot(targets, outputs.shape[1]).float()
+    log_probs = torch.nn.functional.log_softmax(loss_fn(outputs, one_hot), dim=1)
+    return -log_probs.gather(1, targets.unsqueeze(1)).squeeze(1)
 
 
 class SpeakerBrain(EmbeddingBrain):
@@ -123,14 +153,49 @@ class SpeakerBrain(EmbeddingBrain):
         return self.modules.classifier(emb.unsqueeze(1)), emb
 
     def compute_objectives(self, predictions, batch, stage):
-        """AAM-softmax loss; accumulates the classification accuracy."""
+        """AAM-softmax loss (margin warmed up over ``margin_warmup_epochs``; from
+        ``loss_gate_epoch`` on, training samples whose loss exceeds ``loss_gate`` are left
+        out: loss-gated learning for noisy pseudo-labels); accumulates the accuracy."""
         logits, _ = predictions
         spk, _ = batch.spk_id_encoded
-        loss = self.hparams.compute_cost(logits, spk)
+        if stage == sb.Stage.TRAIN:
+            set_margin(self.hparams.compute_cost.loss_fn, self.current_margin())
+        else:
+            set_margin(self.hparams.compute_cost.loss_fn, self.hparams.margin)
+        gate = self.hparams.loss_gate
+        if (
+            stage == sb.Stage.TRAIN
+            and gate is not None
+            and self.hparams.epoch_counter.current >= self.hparams.loss_gate_epoch
+        ):
+            per_sample = aam_losses(self.hparams.compute_cost.loss_fn, logits, spk)
+            kept = per_sample.detach() <= gate
+            self.gate_kept += int(kept.sum())
+            self.gate_seen += kept.numel()
+            # a batch with nothing under the gate contributes nothing (a zero with a graph)
+            loss = (per_sample * kept).sum() / kept.sum().clamp(min=1)
+        else:
+            loss = self.hparams.compute_cost(logits, spk)
         hits = (logits.detach().squeeze(1).argmax(dim=-1) == spk.squeeze(1)).float()
         self.acc_sum += float(hits.sum())
         self.acc_count += hits.numel()
         return loss
 
+    def current_margin(self):
+        """The AAM margin of this step: linear from 0 to ``margin`` over the first
+        ``margin_warmup_epochs`` (a function of the optimiser step)."""
+        warm = self.hparams.margin_warmup_epochs * self.epoch_steps()
+        if warm <= 0:
+            return self.hparams.margin
+        return self.hparams.margin * min(1.0, (self.optimizer_step + 1) / warm)
+
+    def on_stage_start(self, stage, epoch=None):
+        """Reset the loss-gate counters, then the shared start of a stage."""
+        super().on_stage_start(stage, epoch)
+        self.gate_kept, self.gate_seen = 0, 0
+
     def epoch_meta(self):
-        return {"encoder_frozen": self.frozen(sb.Stage.TRAIN)}
+        meta = {"encoder_frozen": self.frozen(sb.Stage.TRAIN), "margin": round(self.current_margin(), 4)}
+        if self.gate_seen:
+            meta["loss_gate_kept"] = round(self.gate_kept / self.gate_seen, 4)
+        return meta

@@ -110,6 +110,12 @@ def main(argv=None):
         "many epochs after the freeze",
     )
     parser.add_argument(
+        "--label_free",
+        action="store_true",
+        help="also run the label-free pipeline (label_free.py: MoCo with SSPS, then --rounds of "
+        "pseudo-labels and AAM) and plain MoCo for every seed, scored by cosine and PLDA",
+    )
+    parser.add_argument(
         "--seeds",
         type=int,
         nargs="*",
@@ -181,6 +187,9 @@ def main(argv=None):
             "moco",
             [f"--rewarm_epochs={args.rewarm_epochs}"],
         )
+    if args.label_free:  # MoCo alone, for every seed: what the label-free systems must beat
+        for seed in args.seeds:
+            moco_runs[f"moco_seed{seed}"] = (f"{SYSTEMS['moco']}, training seed {seed}", [f"--seed={seed}"])
     seeded = list(supervised)  # what --seeds repeats
     for seed in args.seeds:
         for name in seeded:
@@ -209,6 +218,16 @@ def main(argv=None):
             runner, args.data_folder, trials, f"pl{r}", init_from=prev, labels=f"pl{r}_labels", extra=extra
         )
         prev = f"pl{r}"
+    label_free = {}  # row name -> (description, training folder, stages it took)
+    if args.label_free:
+        for seed in [None] + list(args.seeds):
+            sfx = "" if seed is None else f"_seed{seed}"
+            done[f"lf{sfx}"] = ex.label_free_stage(runner, args.data_folder, trials, f"lf{sfx}", seed)
+            stages = ex.label_free_stages(runner.out(f"lf{sfx}"))
+            for stage, seconds in stages.items():
+                row = "ssps" if stage == "moco" else f"lf_{stage}"
+                desc = "MoCo with SSPS, no labels" if stage == "moco" else f"label-free {stage} (no labels)"
+                label_free[f"{row}{sfx}"] = (desc, os.path.join(runner.out(f"lf{sfx}"), stage), seconds)
     chain = {"pl1": ["moco", "pl1_labels", "pl1"], "pl2": ["moco", "pl1_labels", "pl1", "pl2_labels", "pl2"]}
     chain.update({name: [name] for name in moco_runs})
     chain.update({name: ([init] if init else []) + [name] for name, (_, init, _) in supervised.items()})
@@ -239,6 +258,41 @@ def main(argv=None):
                 "stages": chain[system],
             }
         )
+    plda = {}  # the label-free PLDA back-end of MoCo alone and of the last label-free stage
+    for name, (desc, folder, seconds) in label_free.items():
+        metrics = {}
+        for list_name, path in lists.items():
+            out = os.path.join(work, "eval", name, list_name.replace(".txt", ""))
+            metrics[list_name] = ex.verify_run(folder, path, args.data_folder, out, args.device)
+            evals[list_name][name] = out
+        rows.append(
+            {
+                "system": name,
+                "description": desc,
+                "metrics": metrics,
+                "train_seconds": seconds[0],
+                "total_seconds": seconds[1],
+                "stages": [folder],
+            }
+        )
+    if args.label_free:
+        last = f"lf_pl{args.rounds}" if args.rounds else "ssps"
+        for seed in [None] + list(args.seeds):
+            sfx = "" if seed is None else f"_seed{seed}"
+            for stem, folder in (("moco", runner.out(f"moco{sfx}")), (last, label_free[f"{last}{sfx}"][1])):
+                name = f"{stem}_plda{sfx}"
+                plda[name] = {
+                    list_name: ex.verify_run(
+                        folder,
+                        path,
+                        args.data_folder,
+                        os.path.join(work, "eval", name, list_name.replace(".txt", "")),
+                        args.device,
+                        (),
+                        "verification_plda.yaml",
+                    )
+                    for list_name, path in lists.items()
+                }
     clusters = {}
     for r in range(1, args.rounds + 1):
         with open(os.path.join(runner.out(f"pl{r}_labels"), "clusters.json"), encoding="utf-8") as f:
@@ -257,10 +311,29 @@ def main(argv=None):
         name: {s: ex.relative_change(means[name][s], means[name][ref]) for s, ref in reference.items()}
         for name in lists
     }
+    lf_summary = {}
+    if args.label_free:  # means over the seeds; no label anywhere in these systems
+        sfxs = [""] + [f"_seed{seed}" for seed in args.seeds]
+        lf_names = ["moco", "ssps"] + [f"lf_pl{r}" for r in range(1, args.rounds + 1)]
+        for name in lists:
+            cosine = {r: float(np.mean([ref[r + x]["metrics"][name]["EER"] for x in sfxs])) for r in lf_names}
+            with_plda = {
+                stem: float(np.mean([plda[f"{stem}_plda{x}"][name]["EER"] for x in sfxs]))
+                for stem in ("moco", last)
+            }
+            best = min(lf_names[1:], key=cosine.get)
+            lf_summary[name] = {
+                "cosine_mean_eer": cosine,
+                "plda_mean_eer": with_plda,
+                "best": best,
+                "best_vs_moco_percent": ex.relative_change(cosine[best], cosine["moco"]),
+                "last_vs_moco_plda_percent": ex.relative_change(with_plda[last], with_plda["moco"]),
+            }
     plots = {}
     for name in lists:
         stem = name.replace(".txt", "")
-        main_systems = {k: v for k, v in evals[name].items() if k in SYSTEMS}  # not every seed
+        shown = set(SYSTEMS) | {"ssps", "lf_pl1", "lf_pl2"}
+        main_systems = {k: v for k, v in evals[name].items() if k in shown}  # not every seed
         plots[name] = plot_det(
             ex.det_systems(main_systems),
             os.path.join(work, f"det_{stem}.png"),
@@ -278,6 +351,8 @@ def main(argv=None):
         "change_reference": reference,
         "mean_eer_over_seeds": means,
         "n_seeds": 1 + len(args.seeds),
+        "label_free": lf_summary,
+        "plda": plda,
         "pseudo_labels": {
             k: {
                 f: v.get(f)
@@ -317,6 +392,16 @@ def main(argv=None):
                 f"- {system} vs {base}, {name} ({over}): EER {means[name][system]:.2f}% "
                 f"vs {means[name][base]:.2f}% ({value:+.1f}% relative)"
             )
+    for name, summary in lf_summary.items():
+        cos, pl = summary["cosine_mean_eer"], summary["plda_mean_eer"]
+        lines.append(
+            f"- label-free, {name} ({over}): cosine EER "
+            + ", ".join(f"{k} {v:.2f}%" for k, v in cos.items())
+            + f"; best {summary['best']} ({summary['best_vs_moco_percent']:+.1f}% relative to MoCo); "
+            + "PLDA on pseudo-speakers "
+            + ", ".join(f"{k} {v:.2f}%" for k, v in pl.items())
+            + f" ({summary['last_vs_moco_plda_percent']:+.1f}%)"
+        )
     for k, v in result["pseudo_labels"].items():
         q = v["quality_all"] or {}
         lines.append(

@@ -1,0 +1,92 @@
+"""The label-free pipeline's contract command on a tiny corpus (issue 19)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, check_metrics, run, verify
+
+TINY_NET = "channels: 16, emb_dim: 16, n_mels: 24, batch_size: 4, crop_seconds: 0.5, num_workers: 0"
+
+
+def command(corpus, out, rounds=1, moco_epochs=3):
+    return [
+        "recipes/Folder/SpeakerRec/label_free.py",
+        "recipes/Folder/SpeakerRec/hparams/label_free.yaml",
+        f"--data_folder={corpus}",
+        f"--output_folder={out}",
+        "--verification_file=trials.txt",
+        f"--rounds={rounds}",
+        f"--moco_overrides={{{TINY_NET}, queue_size: 8, number_of_epochs: {moco_epochs}, "
+        "ssps_start_epoch: 2}",
+        "--pseudo_label_overrides={n_clusters: 4}",
+        f"--train_overrides={{{TINY_NET}, number_of_epochs: 2, freeze_epochs: 1, margin_warmup_epochs: 1}}",
+        "--device=cpu",
+    ]
+
+
+def test_label_free_pipeline_runs_every_stage_and_links_the_final_one(tone_corpus, tmp_path):
+    out = tmp_path / "lf"
+    printed = run(command(tone_corpus, out, rounds=2), timeout=900)
+    assert "label-free pipeline done: 5 stages" in printed
+    assert os.path.islink(out / "final") and os.readlink(out / "final") == "pl2"
+    summary = json.loads((out / "stages.json").read_text())
+    assert [s["stage"] for s in summary["stages"]] == ["moco", "pl1_labels", "pl1", "pl2_labels", "pl2"]
+    assert [m["stage"] for m in summary["metrics"]] == ["moco", "pl1", "pl2"]
+    for stage in ("moco", "pl1", "pl2"):
+        check_metrics(out / stage / "eval" / "metrics.json", 4)
+    assert (out / "det.png").stat().st_size > 1000 and "| pl2 |" in (out / "stages.md").read_text()
+    # SSPS ran in the MoCo stage; round 2 re-clustered with round 1's encoder
+    history = [json.loads(line) for line in open(out / "moco" / "history.jsonl")]
+    assert "ssps_coverage" in history[-1] and "ssps_coverage" not in history[0]
+    clusters = json.loads((out / "pl2_labels" / "clusters.json").read_text())
+    assert clusters["pretrain_path"] == str(out / "pl1")
+    assert json.loads((out / "pl1" / "run_info.json").read_text())["init_from"] == str(out / "moco")
+    # the margin warm-up reached the yaml's margin
+    assert json.loads(open(out / "pl1" / "history.jsonl").read().splitlines()[-1])["margin"] == 0.2
+    # OUT/final is scored like any training run
+    printed = verify(out / "final", tone_corpus, tmp_path / "ev")
+    assert "EER" in printed
+    # a rerun reuses every finished stage; another command for a stage is refused
+    again = run(command(tone_corpus, out, rounds=2), timeout=300)
+    assert "label-free pipeline done" in again
+    assert all(json.loads((out / f"{s}.stage.json").read_text())["finished"] for s in ("moco", "pl1", "pl2"))
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    changed = subprocess.run(
+        [sys.executable] + command(tone_corpus, out, rounds=2, moco_epochs=4),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert changed.returncode != 0 and "stage moco was run as" in changed.stderr
+
+
+def test_label_free_pipeline_rejects_a_missing_data_folder(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run(
+        [sys.executable] + command(tmp_path / "nowhere", tmp_path / "o"),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0 and "is not a folder" in proc.stderr
+
+
+@pytest.mark.parametrize("rounds", [-1])
+def test_label_free_pipeline_rejects_negative_rounds(tone_corpus, tmp_path, rounds):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run(
+        [sys.executable] + command(tone_corpus, tmp_path / "o", rounds=rounds),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0 and "rounds=-1" in proc.stderr
