@@ -155,6 +155,22 @@ def test_compare_writes_table_and_det(tmp_path):
     marker = (out / "moco.done.json").stat().st_mtime
     run(compare)
     assert (out / "moco.done.json").stat().st_mtime == marker
+    # the label-free pipeline and MoCo alone, per seed, by cosine and PLDA (issue 19)
+    tiny = "channels: 16, emb_dim: 16, n_mels: 24, batch_size: 4, crop_seconds: 0.5, num_workers: 0"
+    lf_args = [
+        "--label_free",
+        "--label_free_args=--rounds=1 --pseudo_label_overrides={n_clusters: 4} "
+        f"--moco_overrides={{{tiny}, queue_size: 8, number_of_epochs: 2, ssps_start_epoch: 2}} "
+        f"--train_overrides={{{tiny}, number_of_epochs: 1}}",
+    ]
+    stdout = run(compare + lf_args, timeout=900)
+    result = json.load(open(out / "comparison.json"))
+    assert [r["system"] for r in result["systems"]][-2:] == ["ssps", "lf_pl1"]
+    summary = result["label_free"]["trials.txt"]
+    assert set(summary["cosine_mean_eer"]) == {"moco", "ssps", "lf_pl1"}
+    assert set(summary["plda_mean_eer"]) == {"moco", "lf_pl1"} and summary["best"] in ("ssps", "lf_pl1")
+    assert "label-free, trials.txt" in stdout
+    assert os.readlink(out / "lf" / "final") == "pl1"
     # more systems: the done ones are reused; an encoder-LR variant, a shorter supervised schedule
     # (its own --number_of_epochs wins over --stage_args') and a second seed are added
     variants = ["--encoder_lr_scale=0.5", "--short_epochs=2", "--freeze_epochs=0", "--seeds", "3"]

@@ -116,6 +116,11 @@ def main(argv=None):
         "pseudo-labels and AAM) and plain MoCo for every seed, scored by cosine and PLDA",
     )
     parser.add_argument(
+        "--label_free_args",
+        default="",
+        help="extra arguments of the label-free pipeline, e.g. '--rounds=1 --moco_overrides={...}'",
+    )
+    parser.add_argument(
         "--seeds",
         type=int,
         nargs="*",
@@ -222,8 +227,11 @@ def main(argv=None):
     if args.label_free:
         for seed in [None] + list(args.seeds):
             sfx = "" if seed is None else f"_seed{seed}"
-            done[f"lf{sfx}"] = ex.label_free_stage(runner, args.data_folder, trials, f"lf{sfx}", seed)
+            done[f"lf{sfx}"] = ex.label_free_stage(
+                runner, args.data_folder, trials, f"lf{sfx}", seed, shlex.split(args.label_free_args)
+            )
             stages = ex.label_free_stages(runner.out(f"lf{sfx}"))
+            lf_names = ["moco"] + ["ssps" if stage == "moco" else f"lf_{stage}" for stage in stages]
             for stage, seconds in stages.items():
                 row = "ssps" if stage == "moco" else f"lf_{stage}"
                 desc = "MoCo with SSPS, no labels" if stage == "moco" else f"label-free {stage} (no labels)"
@@ -276,7 +284,7 @@ def main(argv=None):
             }
         )
     if args.label_free:
-        last = f"lf_pl{args.rounds}" if args.rounds else "ssps"
+        last = lf_names[-1]
         for seed in [None] + list(args.seeds):
             sfx = "" if seed is None else f"_seed{seed}"
             for stem, folder in (("moco", runner.out(f"moco{sfx}")), (last, label_free[f"{last}{sfx}"][1])):
@@ -314,7 +322,6 @@ def main(argv=None):
     lf_summary = {}
     if args.label_free:  # means over the seeds; no label anywhere in these systems
         sfxs = [""] + [f"_seed{seed}" for seed in args.seeds]
-        lf_names = ["moco", "ssps"] + [f"lf_pl{r}" for r in range(1, args.rounds + 1)]
         for name in lists:
             cosine = {r: float(np.mean([ref[r + x]["metrics"][name]["EER"] for x in sfxs])) for r in lf_names}
             with_plda = {
