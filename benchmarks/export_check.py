@@ -32,7 +32,7 @@ from speechbrain.inference.speaker import SpeakerRecognition  # noqa: E402
 from speechbrain_moco.dataio import utterance_dataset  # noqa: E402
 from speechbrain_moco.run_folder import read_run_info  # noqa: E402
 from speechbrain_moco.verification import error_rates, load_trained_encoder, read_scores  # noqa: E402
-from tools.experiments import machine_description, write_json  # noqa: E402
+from tools.experiments import machine_description, write_results  # noqa: E402
 
 
 def padded_scores(run, csv_path, data_folder, pairs):
@@ -114,7 +114,6 @@ def main(argv=None):
         },
         "false_accept_and_miss_rates": fa_miss,
     }
-    write_json(args.out + ".json", result)
     lines = [
         "# Export check",
         "",
@@ -129,9 +128,7 @@ def main(argv=None):
     lines += [f"| {k} | {100 * v[0]:.2f} % | {100 * v[1]:.2f} % |" for k, v in fa_miss.items()]
     lines += ["", "| largest score difference | |", "| --- | --- |"]
     lines += [f"| {k} | {v:.2e} |" for k, v in result["max_abs_score_difference"].items()]
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, result, lines)
     return result
 
 

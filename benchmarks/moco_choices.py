@@ -15,7 +15,6 @@ within what one seed moves (the SpeakerRec README's five-seed spreads), so a def
 only on a clear, consistent gain. Writes ``benchmarks/results/moco_choices.{md,json}``.
 """
 
-import argparse
 import os
 import shlex
 import sys
@@ -53,17 +52,10 @@ VARIANTS = {
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--data_folder", default=os.path.join(ROOT, "..", "shared", "data", "speechocean762_dev")
-    )
-    parser.add_argument(
-        "--work_folder", default=os.path.join(ROOT, "results", "benchmarks", "speechocean762_dev")
-    )
+    parser = ex.benchmark_parser(__doc__, "speechocean762_dev")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--test_fraction", type=float, default=0.5)
     parser.add_argument("--split_seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "moco_choices"))
     args = parser.parse_args(argv)
     work = os.path.abspath(args.work_folder)
@@ -110,10 +102,7 @@ def main(argv=None):
     ]
     md += [f"- {row['system']}: {row['description']} `{' '.join(row['overrides'])}`" for row in rows]
     md += ["", "One training seed per variant, cosine scoring; train s: wall seconds of the MoCo stage."]
-    ex.write_json(args.out + ".json", result)
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write("\n".join(md) + "\n")
-    print("\n".join(md))
+    ex.write_results(args.out, result, md)
     return result
 
 

@@ -26,7 +26,6 @@ default schedule; the CPU budget is what the table's seconds say.
 Writes ``benchmarks/results/quality.md`` and ``quality.json``.
 """
 
-import argparse
 import json
 import os
 import shlex
@@ -108,17 +107,10 @@ def evaluate(systems, lists, data_folder, runner, eval_root, device, done):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--data_folder", default=os.path.join(ROOT, "..", "shared", "data", "speechocean762_dev")
-    )
-    parser.add_argument(
-        "--work_folder", default=os.path.join(ROOT, "results", "benchmarks", "speechocean762_dev")
-    )
+    parser = ex.benchmark_parser(__doc__, "speechocean762_dev")
     parser.add_argument("--test_fraction", type=float, default=0.5)
     parser.add_argument("--split_seed", type=int, default=0)
     parser.add_argument("--skip_embedded", action="store_true")
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--stage_args", default="", help="extra arguments for every training stage")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "quality"))
     args = parser.parse_args(argv)
@@ -201,10 +193,7 @@ def main(argv=None):
         "statistics (without it the largest dimensions swamp the cosine).",
         "",
     ]
-    ex.write_json(args.out + ".json", result)
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write("\n".join(md) + "\n")
-    print("\n".join(md))
+    ex.write_results(args.out, result, md)
     return result
 
 

@@ -241,6 +241,28 @@ def write_json(path, obj):
         json.dump(obj, f, indent=2, default=default)
 
 
+def benchmark_parser(doc, work_name):
+    """The options every benchmark shares: ``--data_folder`` (default the shared
+    speechocean762_dev), ``--work_folder`` (``results/benchmarks/<work_name>``), ``--device``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument(
+        "--data_folder", default=os.path.join(ROOT, "..", "shared", "data", "speechocean762_dev")
+    )
+    parser.add_argument("--work_folder", default=os.path.join(ROOT, "results", "benchmarks", work_name))
+    parser.add_argument("--device", default="cpu")
+    return parser
+
+
+def write_results(out, result, lines):
+    """A benchmark's results: ``OUT.json`` (``result``) and ``OUT.md`` (``lines``), printed."""
+    write_json(out + ".json", result)
+    with open(out + ".md", "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 # ------------------------------------------------------------ shared stages
 def split_corpus(work_folder, data_folder, test_fraction=0.5, seed=0):
     """Speaker split of ``data_folder`` in ``<work>/split`` (see ``data_prep.speaker_split``)."""

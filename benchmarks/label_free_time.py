@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Wall time of the whole label-free pipeline with its defaults on a full folder corpus.
+
+Run (nothing else on the machine: it is a timing)::
+
+    python benchmarks/label_free_time.py [--data_folder=../shared/data/speechocean762_dev] \
+        [--work_folder=results/benchmarks/label_free_time] [--device=cpu]
+
+Runs the contract command ``label_free.py hparams/label_free.yaml --data_folder=ROOT
+--output_folder=OUT`` on every utterance of the corpus (no trial list: no speaker is held
+out) and writes the seconds of each stage and in total, with the machine, to
+``benchmarks/results/label_free_time.{md,json}``. A finished pipeline in the work folder
+is reused (its recorded seconds are reported), so delete the work folder to time it again.
+"""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tools import experiments as ex  # noqa: E402
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = ex.benchmark_parser(__doc__, "label_free_time")
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "label_free_time"))
+    args = parser.parse_args(argv)
+    cmd = [
+        "recipes/Folder/SpeakerRec/label_free.py",
+        "recipes/Folder/SpeakerRec/hparams/label_free.yaml",
+        f"--data_folder={os.path.abspath(args.data_folder)}",
+        f"--output_folder={os.path.abspath(args.work_folder)}",
+        f"--device={args.device}",
+    ]
+    start = time.time()
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    subprocess.run([sys.executable] + cmd, cwd=ROOT, env=env, check=True)
+    wall = time.time() - start
+    with open(os.path.join(args.work_folder, "stages.json"), encoding="utf-8") as f:
+        stages = json.load(f)["stages"]
+    with open(os.path.join(args.work_folder, "moco", "run_info.json"), encoding="utf-8") as f:
+        n_train = sum(1 for _ in open(json.load(f)["train_annotation"], encoding="utf-8")) - 1
+    total = sum(s["seconds"] for s in stages)
+    result = {
+        "command": "python benchmarks/label_free_time.py " + " ".join(shlex.quote(a) for a in argv),
+        "pipeline_command": "python " + shlex.join(cmd),
+        "machine": ex.machine_description(),
+        "training_utterances": n_train,
+        "stages": stages,
+        "total_seconds": round(total, 1),
+        "wall_seconds_this_call": round(wall, 1),
+        "reused": all(s.get("reused") for s in stages),
+    }
+    md = [
+        "# Label-free pipeline wall time",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Pipeline: `{result['pipeline_command']}`  ",
+        f"Machine: {result['machine']}  ",
+        f"Training utterances: {n_train} (every utterance of the corpus but the validation share)",
+        "",
+        "| stage | seconds |",
+        "| --- | --- |",
+    ]
+    md += [f"| {s['stage']} | {s['seconds']:.0f} |" for s in stages]
+    md += [f"| **total** | **{total:.0f}** ({total / 60:.1f} min) |", ""]
+    ex.write_results(args.out, result, md)
+    return result
+
+
+if __name__ == "__main__":
+    main()
