@@ -48,6 +48,18 @@ def all_gather_nograd(tensor):
 
 
 @torch.no_grad()
+def average_gradients(parameters):
+    """Average the ``.grad`` of ``parameters`` over the ranks (what DDP's backward does);
+    nothing on one process."""
+    if world_size() == 1:
+        return
+    for p in parameters:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world_size()
+
+
+@torch.no_grad()
 def batch_shuffle(x, lengths=None, splits=1, generator=None):
     """Shuffle a key batch for shuffle-BN; returns ``(x_local, lengths_local, idx_unshuffle)``.
 

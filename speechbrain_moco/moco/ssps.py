@@ -31,11 +31,12 @@ logger = get_logger(__name__)
 
 
 @torch.no_grad()
-def spherical_kmeans(x, n_clusters, iters=10, seed=0, chunk=65536):
+def spherical_kmeans(x, n_clusters, iters=10, seed=0, block=2**26):
     """Spherical k-means of L2-normalised rows ``x`` (N, D); returns ``(assign, centroids)``.
 
     Initialised with ``n_clusters`` distinct rows drawn with ``seed``; a cluster left empty
-    keeps its centroid. Assignments are computed in chunks of rows (memory O(chunk x K)).
+    keeps its centroid. Assignments are computed in chunks of rows holding at most ``block``
+    similarities (256 MB in float32) whatever the number of clusters.
 
     Example
     -------
@@ -49,6 +50,8 @@ def spherical_kmeans(x, n_clusters, iters=10, seed=0, chunk=65536):
         raise ValueError(f"n_clusters={n_clusters} must be in [1, {n}]")
     gen = torch.Generator().manual_seed(int(seed))
     centroids = x[torch.randperm(n, generator=gen)[:n_clusters].to(x.device)].clone()
+
+    chunk = max(1, block // n_clusters)
 
     def assign_rows():
         return torch.cat([(x[i : i + chunk] @ centroids.T).argmax(dim=1) for i in range(0, n, chunk)])
@@ -114,6 +117,7 @@ class PositiveSampler(torch.nn.Module):
         self.register_buffer("assign", torch.zeros(0, dtype=torch.long))
         self.register_buffer("centroids", torch.zeros(0, 0))
         self.register_buffer("clustered_epoch", torch.tensor(-1))
+        self.register_buffer("fingerprint", torch.tensor(0))
         self.stats = {"drawn": 0, "queries": 0}
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -129,8 +133,10 @@ class PositiveSampler(torch.nn.Module):
         """False for plain MoCo (``start_epoch`` None): no memory is kept."""
         return self.start_epoch is not None
 
-    def allocate(self, n_utterances, dim):
-        """Size the memory for ``n_utterances`` keys of ``dim`` (before a checkpoint loads)."""
+    def allocate(self, n_utterances, dim, fingerprint=0):
+        """Size the memory for ``n_utterances`` keys of ``dim`` (before a checkpoint loads);
+        ``fingerprint`` identifies the utterances' order (checked after a resume)."""
+        self.fingerprint.fill_(int(fingerprint))
         if self.enabled and tuple(self.memory.shape) != (n_utterances, dim):
             device = self.memory.device
             self.memory = torch.zeros(n_utterances, dim, device=device)
@@ -148,8 +154,13 @@ class PositiveSampler(torch.nn.Module):
         """Store the keys (B, D) of utterances ``indices`` (B,) (every rank's, gathered)."""
         if not self.enabled:
             return
-        self.memory[indices] = keys.detach().to(self.memory.dtype)
-        self.written[indices] = True
+        # an utterance twice in a global batch (a sampler with replacement, DDP padding):
+        # keep its last key, the same on every device and rank
+        last = torch.zeros(self.memory.shape[0], dtype=torch.long, device=indices.device)
+        last.scatter_reduce_(0, indices, torch.arange(indices.numel(), device=indices.device), "amax")
+        keep = last[indices] == torch.arange(indices.numel(), device=indices.device)
+        self.memory[indices[keep]] = keys[keep].detach().to(self.memory.dtype)
+        self.written[indices[keep]] = True
 
     @torch.no_grad()
     def refresh(self, epoch):
@@ -190,20 +201,22 @@ class PositiveSampler(torch.nn.Module):
         key = (int(self.clustered_epoch), self.centroids.data_ptr(), self.assign.data_ptr())
         if getattr(self, "_tables", (None,))[0] != key:
             k = self.centroids.shape[0]
-            if self.neighbours == 0 or k == 1:
-                near = torch.arange(k, device=self.centroids.device).unsqueeze(1)
-            else:  # in row chunks: K x K similarities at VoxCeleb scale would not fit
-                m = min(self.neighbours, k - 1)
-                near = []
-                for i in range(0, k, 4096):
-                    sim = self.centroids[i : i + 4096] @ self.centroids.T
-                    sim[torch.arange(sim.shape[0]), torch.arange(i, i + sim.shape[0])] = -float("inf")
-                    near.append(sim.topk(m, dim=1).indices)
-                near = torch.cat(near)
             valid = self.assign >= 0
             order = torch.argsort(torch.where(valid, self.assign, k), stable=True)
             sizes = torch.bincount(self.assign[valid], minlength=k)
             first = torch.cumsum(sizes, 0) - sizes
+            filled = sizes > 0
+            if self.neighbours == 0 or int(filled.sum()) < 2:
+                near = torch.arange(k, device=self.centroids.device).unsqueeze(1)
+            else:  # in row chunks: K x K similarities at VoxCeleb scale would not fit
+                m = min(self.neighbours, int(filled.sum()) - 1)
+                near = []
+                for i in range(0, k, 4096):
+                    sim = self.centroids[i : i + 4096] @ self.centroids.T
+                    sim[:, ~filled] = -float("inf")  # an empty cluster has no positive to give
+                    sim[torch.arange(sim.shape[0]), torch.arange(i, i + sim.shape[0])] = -float("inf")
+                    near.append(sim.topk(m, dim=1).indices)
+                near = torch.cat(near)
             self._tables = (key, (near, order, first, sizes))
         return self._tables[1]
 

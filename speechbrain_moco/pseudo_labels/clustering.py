@@ -127,10 +127,11 @@ def spectral_clusters(x, n_clusters=None, max_clusters=None, p_grid=None, seed=0
     The auto-tuning spectral clustering of speaker diarization (Park et al. 2019): the cosine
     affinity of the rows (L2-normalised, centred on their mean, normalised again), each row's
     ``p`` largest entries kept (binarised), symmetrised; for every ``p`` of ``p_grid`` the
-    largest gap among the first ``max_clusters`` eigenvalues of its Laplacian gives a count,
-    and the ``p`` with the smallest ``p / normalised gap`` wins. The rows of the eigenvectors
+    largest gap among the first ``max_clusters`` (default N/2, at most 1000) eigenvalues of its
+    Laplacian gives a count, and the ``p`` with the smallest ``p / (gap / largest eigenvalue)``
+    wins. The rows of the eigenvectors
     are then clustered by k-means. On the MoCo embeddings of the speechocean762_dev train half
-    (838 utterances of 63 speakers) it found 64 clusters (NMI 0.963, purity 0.950) where the
+    (838 utterances of 63 speakers) it found 64 clusters (NMI 0.962, purity 0.945) where the
     silhouette maximum of k-means chose 73 (NMI 0.947, purity 0.930). Dense: O(N^2) memory
     and O(N^3) time, for up to ``max_rows`` rows.
 
@@ -145,6 +146,8 @@ def spectral_clusters(x, n_clusters=None, max_clusters=None, p_grid=None, seed=0
     (4, 1)
     """
     from scipy.linalg import eigh
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.linalg import eigsh
     from sklearn.cluster import KMeans
 
     x = normalise(x)
@@ -154,7 +157,10 @@ def spectral_clusters(x, n_clusters=None, max_clusters=None, p_grid=None, seed=0
         raise ValueError(f"spectral clustering is dense (O(N^2)): {n} rows > max_rows={max_rows}; use kmeans")
     if n < 4:
         raise ValueError(f"{n} embeddings: too few for spectral clustering")
-    max_clusters = min(max_clusters or n // 2, n - 1)
+    max_clusters = min(max_clusters or min(n // 2, 1000), n - 1)
+    if n_clusters is not None and not 1 <= n_clusters < n:
+        raise ValueError(f"n_clusters={n_clusters} must be in [1, {n - 1}]")
+    n_vectors = max(max_clusters, n_clusters or 0)  # eigenvalues 0 .. n_vectors
     sim = x @ x.T
     np.fill_diagonal(sim, -np.inf)
     if p_grid is None:  # neighbours kept per row: 1 % .. 20 % of the rows
@@ -167,10 +173,13 @@ def spectral_clusters(x, n_clusters=None, max_clusters=None, p_grid=None, seed=0
         affinity = (affinity + affinity.T) / 2
         degree = affinity.sum(axis=1)
         laplacian = np.diag(degree) - affinity
-        values, vectors = eigh(laplacian, subset_by_index=[0, max_clusters])
-        gaps = np.diff(values)
-        k = int(np.argmax(gaps[: max_clusters - 1])) + 1 if n_clusters is None else int(n_clusters)
-        ratio = p / (gaps.max() / max(values[-1], 1e-12) + 1e-12)
+        values, vectors = eigh(laplacian, subset_by_index=[0, n_vectors])
+        # gap i lies between eigenvalues i and i + 1: a count of i + 1 clusters, 1 .. max_clusters
+        gaps = np.diff(values)[:max_clusters]
+        k = int(np.argmax(gaps)) + 1 if n_clusters is None else int(n_clusters)
+        # NME-SC: the gap normalised by the Laplacian's largest eigenvalue
+        largest = float(eigsh(csr_matrix(laplacian), k=1, which="LA", return_eigenvectors=False)[0])
+        ratio = p / (gaps.max() / max(largest, 1e-12) + 1e-12)
         if best is None or ratio < best[0]:
             best = (ratio, p, k, vectors, gaps)
     _, p, k, vectors, gaps = best

@@ -27,7 +27,7 @@ from speechbrain_moco.pseudo_labels.clustering import (
 )
 
 logger = get_logger(__name__)
-SPECTRAL_MAX_ROWS = 20000  # cluster_method auto: spectral up to this many utterances
+SPECTRAL_MAX_ROWS = 5000  # cluster_method auto: spectral up to this many utterances (dense, O(N^3))
 
 
 def relabel(rows, labels, prefix="pl"):

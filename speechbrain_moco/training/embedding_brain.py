@@ -17,7 +17,7 @@ from speechbrain.utils.logger import get_logger
 
 from speechbrain_moco.dataio.datasets import manifest_durations
 from speechbrain_moco.dataio.sources import count_skipped
-from speechbrain_moco.moco.distributed import all_ranks_finite, world_size, wrap_ddp
+from speechbrain_moco.moco.distributed import all_ranks_finite, average_gradients, world_size, wrap_ddp
 from speechbrain_moco.run_folder import append_history
 from speechbrain_moco.training.checkpoint import RNGState
 from speechbrain_moco.training.checks import check_batch, check_crops, check_encoder, is_architecture_mismatch
@@ -130,7 +130,10 @@ class EmbeddingBrain(ScoringMixin, sb.core.Brain):
                 self.skip_step(loss)
                 if should_step and self.has_gradients():
                     # the window's other micro-batches still make its step (no EMA/enqueue:
-                    # this micro-batch has no keys)
+                    # this micro-batch has no keys); DDP averages gradients in the window's
+                    # last backward, which did not run: average them here (every rank is on
+                    # this path, the loss check being global)
+                    average_gradients(self.modules.parameters())
                     self.optimizers_step()
                 return loss.detach().cpu()
             self.nonfinite_in_a_row = 0
@@ -235,6 +238,11 @@ class EmbeddingBrain(ScoringMixin, sb.core.Brain):
             self.check_setup(len(train_set), train_loader_kwargs.get("batch_size", 1))
             train_set = self.make_dataloader(train_set, stage=sb.Stage.TRAIN, **train_loader_kwargs)
         self.steps_per_epoch = len(train_set)
+        if self.epoch_steps() == 0:
+            raise ValueError(
+                f"{self.steps_per_epoch} batches an epoch and grad_accumulation_factor="
+                f"{self.grad_accumulation_factor}: no optimiser step would ever run; lower it"
+            )
         self.valid_expected = valid_set is not None
         super().fit(
             epoch_counter, train_set, valid_set, progressbar, train_loader_kwargs, valid_loader_kwargs

@@ -192,7 +192,8 @@ class MoCoBrain(EmbeddingBrain):
             self.slot_of = {key: i for i, key in enumerate(keys)}
             if len(self.slot_of) != len(keys):
                 raise ValueError("SSPS: two training rows share a source and an ID")
-            self.modules.ssps.allocate(len(keys), self.embedding_dim())
+            self.fingerprint = zlib.crc32("\n".join(keys).encode())
+            self.modules.ssps.allocate(len(keys), self.embedding_dim(), self.fingerprint)
         return super().fit(epoch_counter, train_set, valid_set, *args, **kwargs)
 
     def on_fit_start(self):
@@ -204,6 +205,11 @@ class MoCoBrain(EmbeddingBrain):
             raise ValueError(
                 f"the checkpoint's SSPS memory holds {ssps.memory.shape[0]} utterances, the training "
                 f"set {len(self.slot_of)}: the corpus changed since; use a new --output_folder"
+            )
+        if ssps.enabled and int(ssps.fingerprint) != self.fingerprint:
+            raise ValueError(
+                "the checkpoint's SSPS memory lists other utterances (or another order) than the "
+                "training set: the corpus changed since; use a new --output_folder"
             )
 
     def on_stage_start(self, stage, epoch=None):

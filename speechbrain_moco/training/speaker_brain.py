@@ -124,7 +124,8 @@ class SpeakerBrain(EmbeddingBrain):
         0 to 1 over the ``rewarm_epochs`` after the freeze (a function of the optimiser step)."""
         factor = super().lr_factor(group)
         rewarm = self.hparams.rewarm_epochs * self.epoch_steps()
-        if group.get("encoder") and rewarm > 0:
+        # after a freeze only: from the first step, the schedule's own warm-up does it
+        if group.get("encoder") and rewarm > 0 and self.init_schedule()[0] > 0:
             since = self.optimizer_step - self.init_schedule()[0] * self.epoch_steps()
             factor *= min(max((since + 1) / rewarm, 0.0), 1.0)
         return factor
@@ -192,10 +193,11 @@ class SpeakerBrain(EmbeddingBrain):
     def on_stage_start(self, stage, epoch=None):
         """Reset the loss-gate counters, then the shared start of a stage."""
         super().on_stage_start(stage, epoch)
-        self.gate_kept, self.gate_seen = 0, 0
+        if stage == sb.Stage.TRAIN:  # kept through validation, for the epoch's history row
+            self.gate_kept, self.gate_seen = 0, 0
 
     def epoch_meta(self):
         meta = {"encoder_frozen": self.frozen(sb.Stage.TRAIN), "margin": round(self.current_margin(), 4)}
-        if self.gate_seen:
+        if getattr(self, "gate_seen", 0):
             meta["loss_gate_kept"] = round(self.gate_kept / self.gate_seen, 4)
         return meta

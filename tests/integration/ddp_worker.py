@@ -40,6 +40,14 @@ class RecordingBrain(MoCoBrain):
                     module.eval()
         return super().fit_batch(batch)
 
+    def compute_objectives(self, outputs, batch, stage):
+        """``NAN_STEP=N``: rank 0's loss at training step N is NaN (every rank skips it)."""
+        loss = super().compute_objectives(outputs, batch, stage)
+        nan_step = int(os.environ.get("NAN_STEP", 0))
+        if stage == sb.Stage.TRAIN and self.step == nan_step and int(os.environ.get("RANK", 0)) == 0:
+            return loss * float("nan")
+        return loss
+
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
         super().on_fit_batch_end(batch, outputs, loss, should_step)
         norm = self.modules.mean_var_norm
@@ -76,6 +84,7 @@ if __name__ == "__main__":
         {
             "queue": brain.modules.queue.state_dict(),
             "ssps": brain.modules.ssps.state_dict(),
+            "encoder": brain.modules.embedding_model.state_dict(),
             "steps": brain.record,
         },
         os.path.join(hparams["output_folder"], f"rank{rank}.pt"),

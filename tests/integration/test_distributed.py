@@ -161,3 +161,21 @@ def test_two_gloo_ranks_hold_the_same_ssps_memory_and_clusters(tone_corpus, tmp_
     assert int(ranks[0]["clustered_epoch"]) == 3 and ranks[0]["centroids"].shape[0] == round(32 / 3)
     for name, value in ranks[0].items():
         assert torch.equal(value, ranks[1][name]), name
+
+
+def test_a_skipped_last_micro_batch_keeps_the_ranks_in_step(tone_corpus, tmp_path):
+    """Accumulation 2, rank 0's loss NaN on a window's last micro-batch: the window steps on
+    the gradients averaged over the ranks (DDP's sync ran in the skipped backward)."""
+    args = [a for a in ARGS if not a.startswith("--optimizer_step_limit")]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29537"]
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", NAN_STEP="2")
+    cmd = torchrun + [WORKER] + args + ["--grad_accumulation_factor=2", "--batch_size=4"]
+    cmd += [f"--data_folder={tone_corpus}", f"--output_folder={tmp_path}", "--distributed_backend=gloo"]
+    proc = subprocess.run(
+        cmd + ["--device=cpu"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "non-finite loss" in proc.stdout + proc.stderr
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False)["encoder"] for r in (0, 1)]
+    for name, value in ranks[0].items():
+        assert torch.equal(value, ranks[1][name]), name

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -53,6 +54,12 @@ def test_label_free_pipeline_runs_every_stage_and_links_the_final_one(tone_corpu
     again = run(command(tone_corpus, out, rounds=2), timeout=300)
     assert "label-free pipeline done" in again
     assert all(json.loads((out / f"{s}.stage.json").read_text())["finished"] for s in ("moco", "pl1", "pl2"))
+    # a stage redone makes the later ones stale: they run again, the earlier ones are reused
+    shutil.rmtree(out / "pl2_labels")
+    os.remove(out / "pl2_labels.stage.json")
+    run(command(tone_corpus, out, rounds=2), timeout=600)
+    reused = {s["stage"]: s["reused"] for s in json.loads((out / "stages.json").read_text())["stages"]}
+    assert reused == {"moco": True, "pl1_labels": True, "pl1": True, "pl2_labels": False, "pl2": False}
     env = dict(os.environ, PYTHONPATH=ROOT)
     changed = subprocess.run(
         [sys.executable] + command(tone_corpus, out, rounds=2, moco_epochs=4),

@@ -43,3 +43,13 @@ def test_a_resumed_ssps_memory_of_another_corpus_is_refused(tone_corpus, tmp_pat
     other, hp2, data2 = build(tone_corpus, tmp_path / "m", number_of_epochs=2, valid_ratio=0.3, **SSPS)
     with pytest.raises(ValueError, match="SSPS memory holds 32 utterances"):
         fit(other, hp2, data2)
+
+
+def test_a_resumed_ssps_memory_of_other_utterances_is_refused(tone_corpus, tmp_path):
+    """The same number of utterances in another order would map memory rows to the wrong ones."""
+    brain, hp, data = build(tone_corpus, tmp_path / "f", number_of_epochs=1, **SSPS)
+    fit(brain, hp, data)
+    other, hp2, data2 = build(tone_corpus, tmp_path / "f", number_of_epochs=2, seed=11, **SSPS)
+    assert len(data2["train"]) == len(data["train"])  # another split of the same size
+    with pytest.raises(ValueError, match="lists other utterances"):
+        fit(other, hp2, data2)

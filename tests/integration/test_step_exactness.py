@@ -200,3 +200,9 @@ def test_random_crop_length_per_step_is_reproducible_and_in_range(tone_corpus, t
         lengths.append(brain.view_lengths[1:])  # [0]: the start-up encoder check
     assert lengths[0] == lengths[1] and len(set(lengths[0])) > 2
     assert all(0.4 * 16000 <= n <= 0.8 * 16000 for n in lengths[0])
+
+
+def test_an_accumulation_wider_than_the_epoch_is_refused(tone_corpus, tmp_path):
+    brain, hp, data = build(tone_corpus, tmp_path / "w", run_opts={"grad_accumulation_factor": 9})
+    with pytest.raises(ValueError, match="no optimiser step would ever run"):
+        fit(brain, hp, data)

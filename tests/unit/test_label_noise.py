@@ -29,6 +29,11 @@ def test_spectral_clustering_counts_unequal_speakers():
     assert info["n_clusters"] == 5 and np.unique(given).size == 5
     with pytest.raises(ValueError, match="max_rows=10"):
         spectral_clusters(x, max_rows=10)
+    with pytest.raises(ValueError, match="n_clusters=138"):
+        spectral_clusters(x, n_clusters=138)
+    # a tiny set: the count may reach max_clusters
+    small, _ = blobs([3, 3, 3], spread=0.05)
+    assert spectral_clusters(small, max_clusters=3)[1]["n_clusters"] == 3
 
 
 def test_spectral_count_is_not_below_the_silhouette_estimate_on_close_speakers():

@@ -98,3 +98,21 @@ def test_the_state_dict_round_trip_keeps_memory_and_clusters():
         assert torch.equal(getattr(fresh, name), getattr(s, name)), name
     gen_a, gen_b = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
     assert torch.equal(fresh.sample(torch.arange(20), gen_a), s.sample(torch.arange(20), gen_b))
+
+
+def test_empty_clusters_are_never_a_neighbour():
+    x, _ = clustered_memory()
+    s = sampler(x, n_clusters=4, neighbours=3)
+    s.centroids = torch.cat([s.centroids, F.normalize(torch.randn(2, 8), dim=1)])  # two empty ones
+    s.clustered_epoch.fill_(9)  # new tables
+    near, _, _, sizes = s.tables()
+    assert (sizes[near] > 0).all() and near.shape == (6, 3)
+    drawn = s.sample(torch.arange(20), torch.Generator().manual_seed(0))
+    assert (drawn >= 0).all()
+
+
+def test_an_utterance_twice_in_a_batch_keeps_its_last_key():
+    s = PositiveSampler(start_epoch=2)
+    s.allocate(3, 2)
+    s.write(torch.tensor([0, 2, 0]), torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]))
+    assert torch.equal(s.memory[0], torch.tensor([0.5, 0.5])) and s.written.tolist() == [True, False, True]

@@ -139,6 +139,11 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
 
+    if args.label_free and args.stage_args and not args.label_free_args:
+        parser.error(
+            "--stage_args changes MoCo's training but not the label-free pipeline's: give the "
+            "pipeline the same budget with --label_free_args (its stages' overrides)"
+        )
     work = os.path.abspath(args.output_folder)
     split = ex.split_corpus(work, args.data_folder, args.test_fraction, args.split_seed)
     lists = split["trial_files"]

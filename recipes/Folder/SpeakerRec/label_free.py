@@ -22,13 +22,17 @@ without looking at any trial list, which ``verify.py --pretrain_path=OUT/final``
 any other run. With ``--verification_file`` every training stage scores that list and
 ``OUT/stages.md`` / ``stages.json`` / ``det.png`` compare them. No speaker label is read
 anywhere (the pseudo-label report's NMI against the manifests' ``spk_id`` is a report only).
-A finished stage (``status.json`` says so, with the same command) is reused; an interrupted
-one resumes from its checkpoint; a stage whose command changed is an error.
+A finished stage (``OUT/<stage>.stage.json`` records its command and the SHA-256 of its
+yaml files) is reused; an interrupted one resumes from its checkpoint; one whose earlier
+stages ran again is run again; a stage whose command or yaml changed is an error. Every
+SpeechBrain run option given (``--device``, ``--precision`` ...) goes to every stage.
 """
 
+import hashlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -39,6 +43,7 @@ import speechbrain_moco  # noqa: F401  (first: it quiets SpeechBrain's import-ti
 import speechbrain as sb
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_moco.dataio import trial_list_path
 from speechbrain_moco.hparams_io import load_yaml
 from speechbrain_moco.run_folder import RunStatus
 from speechbrain_moco.verification import read_scores
@@ -64,36 +69,60 @@ def repo_path(path):
     return path if os.path.isabs(path) else os.path.join(ROOT, path)
 
 
-def run_stage(name, cmd, out, log_folder):
-    """Run ``python CMD`` unless ``OUT/<name>`` finished with the same command; returns the
-    stage's record ``{"stage", "command", "seconds", "reused"}``."""
+def yaml_digests(cmd):
+    """SHA-256 of every yaml file a stage command names (a changed yaml is a changed stage)."""
+    paths = [a.split("=", 1)[-1] for a in cmd if a.endswith((".yaml", ".yml"))]
+    out = {}
+    for path in paths:
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                out[path] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def run_stage(name, cmd, out, log_folder, upstream_ran=False):
+    """Run ``python CMD`` unless ``OUT/<name>`` finished with the same command, the same yaml
+    files and the same earlier stages; returns the stage's record ``{"stage", "command",
+    "seconds", "reused"}``. A finished stage whose earlier stages were just run again is
+    stale: its folder is removed and it runs again."""
     folder = os.path.join(out, name)
     record_path = os.path.join(out, f"{name}.stage.json")
     command = [sys.executable] + cmd
-    shown = "python " + shlex.join(cmd)
+    shown, digests = "python " + shlex.join(cmd), yaml_digests(cmd)
     if os.path.isfile(record_path):
         with open(record_path, encoding="utf-8") as f:
             record = json.load(f)
-        if record["command"] != shown:
+        if record["command"] != shown or record.get("yaml_sha256", digests) != digests:
+            what = "was run as" if record["command"] != shown else "has other yaml files than when run as"
             raise ValueError(
-                f"{record_path}: stage {name} was run as\n  {record['command']}\nnot\n  {shown}\n"
-                "use a new --output_folder (or delete the stage's folder to redo it)"
+                f"{record_path}: stage {name} {what}\n  {record['command']}\nnow\n  {shown}\n"
+                f"use a new --output_folder, or delete {folder} and {record_path} (and the later "
+                "stages') to redo it"
             )
-        if record.get("finished") and os.path.isdir(folder):
+        if record.get("finished") and os.path.isdir(folder) and not upstream_ran:
             logger.info("stage %s already done (%.0f s)", name, record["seconds"])
             return dict(record, reused=True)
+        if record.get("finished") and upstream_ran:
+            logger.warning("stage %s is older than the earlier stages just run: running it again", name)
+            shutil.rmtree(folder, ignore_errors=True)
     logger.info("stage %s: %s", name, shown)
     start = time.time()
     log_path = os.path.join(log_folder, f"{name}.log")
     with open(record_path, "w", encoding="utf-8") as f:
-        json.dump({"stage": name, "command": shown, "finished": False}, f, indent=2)
+        json.dump({"stage": name, "command": shown, "yaml_sha256": digests, "finished": False}, f, indent=2)
     with open(log_path, "a", encoding="utf-8") as log:
         proc = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         with open(log_path, encoding="utf-8") as f:
             tail = f.read()[-3000:]
         raise RuntimeError(f"stage {name} failed (exit {proc.returncode}); its log is {log_path}:\n{tail}")
-    record = {"stage": name, "command": shown, "finished": True, "seconds": round(time.time() - start, 1)}
+    record = {
+        "stage": name,
+        "command": shown,
+        "yaml_sha256": digests,
+        "finished": True,
+        "seconds": round(time.time() - start, 1),
+    }
     with open(record_path, "w", encoding="utf-8") as f:
         json.dump(record, f, indent=2)
     return dict(record, reused=False)
@@ -103,7 +132,8 @@ def stage_commands(hparams, run_opts):
     """``[(stage, script arguments)]`` of the pipeline, in order; the training stages'
     output folders are the stages' (``OUT/<stage>``)."""
     out, data, seed = hparams["output_folder"], hparams["data_folder"], hparams["seed"]
-    common = [f"--{k}={run_opts[k]}" for k in ("device", "precision") if run_opts.get(k)]
+    # the SpeechBrain run options given on the command line, forwarded to every stage
+    common = [f"--{k}={run_opts[k]}" for k in sorted(run_opts.overridden_args)]
     trials = [f"--verification_file={hparams['verification_file']}"] if hparams["verification_file"] else []
     moco = os.path.join(out, "moco")
     stages = [
@@ -211,12 +241,17 @@ if __name__ == "__main__":
     hparams["data_folder"] = os.path.abspath(hparams["data_folder"])
     if not os.path.isdir(hparams["data_folder"]):
         raise FileNotFoundError(f"--data_folder={hparams['data_folder']} is not a folder")
+    if hparams["verification_file"]:  # the stages run from the repository root
+        hparams["verification_file"] = trial_list_path(hparams["verification_file"], hparams["data_folder"])
     if hparams["rounds"] < 0:
         raise ValueError(f"rounds={hparams['rounds']} must be >= 0")
     logs = os.path.join(out, "logs")
     os.makedirs(logs, exist_ok=True)
     with RunStatus(out):
-        records = [run_stage(name, cmd, out, logs) for name, cmd in stage_commands(hparams, run_opts)]
+        records = []
+        for name, cmd in stage_commands(hparams, run_opts):
+            ran = any(not r["reused"] for r in records)
+            records.append(run_stage(name, cmd, out, logs, upstream_ran=ran))
         final = link_final(out, records[-1]["stage"])
         summary = {"stages": records, "final": records[-1]["stage"]}
         if hparams["verification_file"]:
