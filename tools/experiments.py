@@ -146,7 +146,10 @@ def verify_run(
 ):
     """Score ``trials`` with a training run's encoder: ``verify.py`` of the Folder MoCo
     recipe with its ``yaml`` (cosine by default, or ``verification_plda.yaml``), as a
-    subprocess; returns its ``metrics.json``."""
+    subprocess; returns its ``metrics.json``.
+
+    The scoring is reused (``out_dir/score.done.json``) when the command, its yaml, the
+    trial list and the run's checkpoints are those of the last scoring in ``out_dir``."""
     cmd = [
         sys.executable,
         os.path.join(FOLDER_MOCO, "verify.py"),
@@ -157,11 +160,49 @@ def verify_run(
         f"--output_folder={out_dir}",
         f"--device={device}",
     ] + list(extra)
+    record = {
+        "cmd": [_canonical(a) for a in cmd[1:]],
+        "hparams_sha256": hparams_digests(cmd),
+        "trials_sha256": _file_digest(trials),
+        "checkpoints": _checkpoint_fingerprint(run_folder),
+    }
+    marker = os.path.join(out_dir, "score.done.json")
+    metrics_path = os.path.join(out_dir, "metrics.json")
+    if os.path.isfile(marker) and os.path.isfile(metrics_path):
+        with open(marker, encoding="utf-8") as f:
+            if json.load(f) == record:
+                with open(metrics_path, encoding="utf-8") as m:
+                    return json.load(m)
+    if os.path.isfile(marker):
+        os.remove(marker)
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"scoring {run_folder} on {trials} failed:\n{proc.stderr[-3000:]}")
-    with open(os.path.join(out_dir, "metrics.json"), encoding="utf-8") as f:
-        return json.load(f)
+    with open(metrics_path, encoding="utf-8") as f:
+        metrics = json.load(f)
+    write_json(marker, record)
+    return metrics
+
+
+def _file_digest(path):
+    """SHA-256 of a file's bytes."""
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _checkpoint_fingerprint(run_folder):
+    """``[relative path, size, mtime_ns]`` of every file under the run's ``save/`` folder
+    (the whole run folder when it has none): changes whenever the run trains again."""
+    root = os.path.realpath(run_folder)
+    save = os.path.join(root, "save")
+    top = save if os.path.isdir(save) else root
+    out = []
+    for dirpath, _, files in os.walk(top):
+        for name in sorted(files):
+            path = os.path.join(dirpath, name)
+            stat = os.stat(path)
+            out.append([os.path.relpath(path, root), stat.st_size, stat.st_mtime_ns])
+    return sorted(out)
 
 
 def det_systems(eval_dirs):

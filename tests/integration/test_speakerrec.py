@@ -151,10 +151,18 @@ def test_compare_writes_table_and_det(tmp_path):
     for system in ("moco", "scratch"):
         rows = (out / system / "manifests" / "train.csv").read_text().splitlines()[1:]
         assert rows and not {r.split(",")[-1] for r in rows} & test_spk
-    # a second call reuses every stage
+    # a second call reuses every stage and every scoring
     marker = (out / "moco.done.json").stat().st_mtime
+    scored = {
+        s: (out / "eval" / s / "trials" / "metrics.json").stat().st_mtime_ns for s in ("moco", "scratch")
+    }
     run(compare)
     assert (out / "moco.done.json").stat().st_mtime == marker
+    for system, mtime in scored.items():
+        assert (out / "eval" / system / "trials" / "metrics.json").stat().st_mtime_ns == mtime, system
+    # a run whose checkpoints changed is scored again, the others are not
+    ckpt = next(p for p in (out / "moco" / "save").rglob("*") if p.is_file())
+    os.utime(ckpt, ns=(ckpt.stat().st_atime_ns, ckpt.stat().st_mtime_ns + 10**9))
     # the label-free pipeline and MoCo alone, per seed, by cosine and PLDA (issue 19)
     tiny = "channels: 16, emb_dim: 16, n_mels: 24, batch_size: 4, crop_seconds: 0.5, num_workers: 0"
     lf_args = [
@@ -163,7 +171,9 @@ def test_compare_writes_table_and_det(tmp_path):
         f"--moco_overrides={{{tiny}, queue_size: 8, number_of_epochs: 2, ssps_start_epoch: 2}} "
         f"--train_overrides={{{tiny}, number_of_epochs: 1}}",
     ]
-    stdout = run(compare + lf_args, timeout=900)
+    stdout = run(compare + lf_args + ["--short_epochs=2"], timeout=900)
+    assert (out / "eval" / "moco" / "trials" / "metrics.json").stat().st_mtime_ns != scored["moco"]
+    assert (out / "eval" / "scratch" / "trials" / "metrics.json").stat().st_mtime_ns == scored["scratch"]
     result = json.load(open(out / "comparison.json"))
     assert [r["system"] for r in result["systems"]][-2:] == ["ssps", "lf_pl1"]
     summary = result["label_free"]["trials.txt"]
@@ -171,9 +181,16 @@ def test_compare_writes_table_and_det(tmp_path):
     assert set(summary["plda_mean_eer"]) == {"moco", "lf_pl1"} and summary["best"] in ("ssps", "lf_pl1")
     assert "label-free, trials.txt" in stdout
     assert os.readlink(out / "lf" / "final") == "pl1"
-    # more systems: the done ones are reused; an encoder-LR variant, a shorter supervised schedule
-    # (its own --number_of_epochs wins over --stage_args') and a second seed are added
-    variants = ["--encoder_lr_scale=0.5", "--short_epochs=2", "--freeze_epochs=0", "--seeds", "3"]
+    # a shorter supervised schedule (its own --number_of_epochs wins over --stage_args'),
+    # compared with the scratch run of its own schedule
+    assert result["change_reference"] == {"moco_init": "scratch", "moco_init_e2": "scratch_e2"}
+    for system, epochs in (("scratch", 1), ("scratch_e2", 2), ("moco_init_e2", 2)):
+        log = (out / system / "train_log.txt").read_text().splitlines()
+        assert [line.split(",")[0] for line in log] == [f"epoch: {e}" for e in range(1, epochs + 1)]
+    assert "moco_init_e2 vs scratch_e2, trials.txt" in stdout
+    # more systems: the done ones are reused; an encoder-LR variant, a freeze variant and a
+    # second seed of every supervised system are added
+    variants = ["--encoder_lr_scale=0.5", "--freeze_epochs=0", "--seeds", "3"]
     stdout = run(compare + variants, timeout=900)
     assert (out / "moco.done.json").stat().st_mtime == marker
     result = json.load(open(out / "comparison.json"))
@@ -183,35 +200,26 @@ def test_compare_writes_table_and_det(tmp_path):
         "moco_init",
         "pl1",
         "moco_init_lr0.5",
-        "scratch_e2",
-        "moco_init_e2",
         "moco_init_frz0",
         "scratch_seed3",
         "moco_init_seed3",
         "moco_init_lr0.5_seed3",
-        "scratch_e2_seed3",
-        "moco_init_e2_seed3",
         "moco_init_frz0_seed3",
     ]
     assert sorted(result["moco_init_vs_scratch_eer_change_percent"]["trials.txt"]) == [
         "moco_init",
-        "moco_init_e2",
         "moco_init_frz0",
         "moco_init_lr0.5",
     ]
     assert result["change_reference"] == {
         "moco_init": "scratch",
         "moco_init_lr0.5": "scratch",
-        "moco_init_e2": "scratch_e2",
         "moco_init_frz0": "scratch",
     }
     # the yaml's freeze (3 epochs) for MoCo-init, none for the --freeze_epochs=0 variant
     for system, freeze in (("moco_init_seed3", 3), ("moco_init_frz0_seed3", 0), ("scratch_seed3", 0)):
         assert json.load(open(out / system / "run_info.json"))["freeze_epochs"] == freeze, system
-    for system, epochs in (("scratch", 1), ("scratch_e2", 2), ("moco_init_e2_seed3", 2)):
-        log = (out / system / "train_log.txt").read_text().splitlines()
-        assert [line.split(",")[0] for line in log] == [f"epoch: {e}" for e in range(1, epochs + 1)]
-    assert "moco_init_e2 vs scratch_e2, trials.txt (mean of 2 training seeds)" in stdout
+    assert "moco_init_frz0 vs scratch, trials.txt (mean of 2 training seeds)" in stdout
     info = json.load(open(out / "moco_init_lr0.5_seed3" / "run_info.json"))
     assert info["init_from"] == str(out / "moco") and info["encoder_lr_scale"] == 0.5
     assert "moco_init_lr0.5 vs scratch, trials.txt (mean of 2 training seeds)" in stdout
