@@ -1,6 +1,6 @@
 """Training: the Brains (``MoCoBrain`` without labels, ``SpeakerBrain`` with labels or
 pseudo-labels, both on ``EmbeddingBrain``'s loop), atomic checkpoints, the learning-rate
-schedule, start-up checks and ``init_from``. What a run folder holds is
+schedule, the optimiser step, start-up checks and ``init_from``. What a run folder holds is
 :mod:`speechbrain_moco.run_folder`."""
 
 from speechbrain_moco.training.checkpoint import AtomicCheckpointer, RNGState
@@ -10,12 +10,14 @@ from speechbrain_moco.training.init_from import check_init_features, load_encode
 from speechbrain_moco.training.moco_brain import MoCoBrain
 from speechbrain_moco.training.schedule import warmup_cosine
 from speechbrain_moco.training.speaker_brain import SpeakerBrain, init_schedule
+from speechbrain_moco.training.steps import SafeStepMixin
 
 __all__ = [
     "AtomicCheckpointer",
     "EmbeddingBrain",
     "MoCoBrain",
     "RNGState",
+    "SafeStepMixin",
     "SpeakerBrain",
     "check_batch",
     "check_crops",
