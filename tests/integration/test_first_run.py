@@ -93,6 +93,14 @@ def test_a_misspelled_override_names_the_closest_key(tone_corpus, tmp_path):
     assert "--nuber_of_epochs: moco.yaml has no such key; did you mean --number_of_epochs" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) < 40
     assert not out.exists()  # nothing that looks like a run
+    # the scoring and pseudo-label scripts say the same before they read anything
+    for script, yaml, typo, key in (
+        ("MoCo/verify.py", "MoCo/hparams/verification_cosine.yaml", "--bakend=plda", "--backend"),
+        ("SpeakerRec/pseudo_labels.py", "SpeakerRec/hparams/pseudo_labels.yaml", "--n_cluster=4", "--n_clusters"),
+    ):
+        proc = recipe([f"recipes/Folder/{script}", f"recipes/Folder/{yaml}", f"--pretrain_path={out}", typo])
+        name = os.path.basename(yaml)
+        assert f"{typo.split('=')[0]}: {name} has no such key; did you mean {key}" in proc.stderr, script
 
 
 def test_scoring_a_failed_run_says_so(tmp_path, tone_corpus):

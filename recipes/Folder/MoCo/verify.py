@@ -22,9 +22,9 @@ import speechbrain_moco  # noqa: F401  (first: it quiets SpeechBrain's import-ti
 
 # isort: split
 import speechbrain as sb
-from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_moco.dataio import trial_list_path
+from speechbrain_moco.hparams_io import load_yaml
 from speechbrain_moco.verification import (
     CosineScorer,
     PLDAScorer,
@@ -48,8 +48,7 @@ def make_scorer(hparams, train_emb):
 
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+    hparams = load_yaml(hparams_file, overrides)  # a mistyped --key: an error naming the closest
     for key in ("data_folder", "pretrain_path"):
         if hparams[key] is None:
             raise ValueError(f"--{key} is required")

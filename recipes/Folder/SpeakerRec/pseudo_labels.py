@@ -26,9 +26,9 @@ import speechbrain_moco  # noqa: F401  (first: it quiets SpeechBrain's import-ti
 # isort: split
 import speechbrain as sb
 import torch
-from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_moco.dataio import read_csv, utterance_dataset
+from speechbrain_moco.hparams_io import load_yaml
 from speechbrain_moco.pseudo_labels import pseudo_label_manifests
 from speechbrain_moco.run_folder import read_run_info
 from speechbrain_moco.verification import cached_embeddings, load_trained_encoder
@@ -44,8 +44,7 @@ def embed_rows(csv_path, rows, data_folder, embed_fn, sample_rate, cache, device
 
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+    hparams = load_yaml(hparams_file, overrides)  # a mistyped --key: an error naming the closest
     run = hparams["pretrain_path"]
     if run is None:
         raise ValueError("--pretrain_path (the MoCo or previous-round --output_folder) is required")
