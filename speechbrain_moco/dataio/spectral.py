@@ -3,6 +3,7 @@
 import math
 
 import torch
+from speechbrain.processing.signal_processing import convolve1d, notch_filter
 
 from speechbrain_moco.dataio.augment import rms
 
@@ -42,14 +43,15 @@ class SpeedPerturbRows(torch.nn.Module):
 
 
 class DropFreqRows(torch.nn.Module):
-    """Notch out a few random frequency bands of each row, drawn for that row.
+    """SpeechBrain's ``DropFreq`` with its notches drawn for each row.
 
-    Like SpeechBrain's ``DropFreq`` (same arguments), whose notches are drawn once per
-    call, so that two views of an utterance that both go through it share them (a
-    shortcut no queue negative has). Each row gets ``drop_freq_count_low`` to
-    ``drop_freq_count_high`` Gaussian notches at frequencies uniform in
-    ``[drop_freq_low, drop_freq_high]`` (fractions of the Nyquist frequency) and
-    ``drop_freq_width`` wide; applied by FFT.
+    ``DropFreq`` picks its notches once per call, so two views of an utterance that both
+    go through it share them (a shortcut no queue negative has). Each row here gets
+    ``drop_freq_count_low`` to ``drop_freq_count_high`` notches at frequencies uniform in
+    ``[drop_freq_low, drop_freq_high]`` (fractions of the Nyquist frequency): the same
+    101-tap notch filters as ``DropFreq`` (``notch_filter`` of ``drop_freq_width``,
+    cascaded and applied by ``convolve1d`` as it does), so a row's output is exactly
+    ``DropFreq``'s for the frequencies drawn for it, and the augmentation as strong.
 
     Example
     -------
@@ -58,6 +60,8 @@ class DropFreqRows(torch.nn.Module):
     >>> bool((y[0] - y[1]).abs().max() > 0), y.shape
     (True, torch.Size([3, 1600]))
     """
+
+    filter_length = 101  # DropFreq's
 
     def __init__(
         self,
@@ -73,19 +77,27 @@ class DropFreqRows(torch.nn.Module):
         self.low, self.high, self.width = float(drop_freq_low), float(drop_freq_high), float(drop_freq_width)
         self.count_low, self.count_high = int(drop_freq_count_low), int(drop_freq_count_high)
 
+    def row_filter(self, frequencies):
+        """The (1, 101, 1) cascade of DropFreq's notch filters at ``frequencies``."""
+        pad = self.filter_length // 2
+        kernel = torch.zeros(1, self.filter_length, 1)
+        kernel[0, pad, 0] = 1
+        for frequency in frequencies:
+            kernel = convolve1d(kernel, notch_filter(frequency, self.filter_length, self.width), pad)
+        return kernel
+
     def forward(self, wavs, lengths=None):
-        """Return (B, T) waveforms with their own notches."""
-        batch, time = wavs.shape
-        k = self.count_high
-        freqs = torch.linspace(0.0, 1.0, time // 2 + 1, device=wavs.device)  # fraction of Nyquist
-        centres = self.low + (self.high - self.low) * torch.rand(batch, k, 1, device=wavs.device)
-        used = torch.arange(k, device=wavs.device)[None, :, None] < torch.randint(
-            self.count_low, self.count_high + 1, (batch, 1, 1), device=wavs.device
-        )
-        notch = torch.exp(-0.5 * ((freqs[None, None, :] - centres) / (self.width / 2)) ** 2)
-        gain = torch.prod(1 - notch * used, dim=1)
-        out = torch.fft.irfft(torch.fft.rfft(wavs.float(), dim=1) * gain, n=time, dim=1)
-        return out.to(wavs.dtype)
+        """Return (B, T) waveforms, each row with its own notches."""
+        batch = wavs.shape[0]
+        counts = torch.randint(self.count_low, self.count_high + 1, (batch,))
+        span = self.high - self.low
+        frequencies = (torch.rand(batch, self.count_high) * span + self.low).clamp(min=1e-14)
+        kernels = torch.cat([self.row_filter(frequencies[b, : counts[b]]) for b in range(batch)], dim=0).to(
+            device=wavs.device, dtype=wavs.dtype
+        )  # (B, 101, 1)
+        # one grouped convolution: row b with its own kernel (DropFreq's convolve1d, per row)
+        out = convolve1d(wavs.t().unsqueeze(0), kernels, padding=self.filter_length // 2, groups=batch)
+        return out.squeeze(0).t()  # (1, T, B) -> (B, T)
 
 
 class RandomEQ(torch.nn.Module):

@@ -96,7 +96,12 @@ def test_a_misspelled_override_names_the_closest_key(tone_corpus, tmp_path):
     # the scoring and pseudo-label scripts say the same before they read anything
     for script, yaml, typo, key in (
         ("MoCo/verify.py", "MoCo/hparams/verification_cosine.yaml", "--bakend=plda", "--backend"),
-        ("SpeakerRec/pseudo_labels.py", "SpeakerRec/hparams/pseudo_labels.yaml", "--n_cluster=4", "--n_clusters"),
+        (
+            "SpeakerRec/pseudo_labels.py",
+            "SpeakerRec/hparams/pseudo_labels.yaml",
+            "--n_cluster=4",
+            "--n_clusters",
+        ),
     ):
         proc = recipe([f"recipes/Folder/{script}", f"recipes/Folder/{yaml}", f"--pretrain_path={out}", typo])
         name = os.path.basename(yaml)
