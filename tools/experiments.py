@@ -386,6 +386,15 @@ def label_free_stage(runner, data_folder, trials, name, seed=None, extra=()):
     return runner.run(name, args + list(extra))
 
 
+def uses_ssps(run_folder):
+    """True when a MoCo run's saved ``hyperparams.yaml`` sets an ``ssps_start_epoch``."""
+    import re
+
+    with open(os.path.join(run_folder, "hyperparams.yaml"), encoding="utf-8") as f:
+        found = re.search(r"^ssps_start_epoch:\s*(\S+)", f.read(), flags=re.M)
+    return bool(found) and found.group(1) not in ("null", "None", "~")
+
+
 def label_free_stages(pipeline_folder):
     """``{stage: (its seconds, seconds up to and including it)}`` of a label-free pipeline's
     training stages (read from its ``stages.json``)."""

@@ -236,10 +236,16 @@ def main(argv=None):
                 runner, args.data_folder, trials, f"lf{sfx}", seed, shlex.split(args.label_free_args)
             )
             stages = ex.label_free_stages(runner.out(f"lf{sfx}"))
-            lf_names = ["moco"] + ["ssps" if stage == "moco" else f"lf_{stage}" for stage in stages]
+            # the pipeline's MoCo stage: "ssps" when it sampled positives, else "lf_moco"
+            ssps = ex.uses_ssps(os.path.join(runner.out(f"lf{sfx}"), "moco"))
+            first = ("ssps", "MoCo with SSPS, no labels") if ssps else ("lf_moco", "MoCo, no labels")
+            names = {
+                stage: first if stage == "moco" else (f"lf_{stage}", f"label-free {stage} (no labels)")
+                for stage in stages
+            }
+            lf_names = ["moco"] + [names[stage][0] for stage in stages]
             for stage, seconds in stages.items():
-                row = "ssps" if stage == "moco" else f"lf_{stage}"
-                desc = "MoCo with SSPS, no labels" if stage == "moco" else f"label-free {stage} (no labels)"
+                row, desc = names[stage]
                 label_free[f"{row}{sfx}"] = (desc, os.path.join(runner.out(f"lf{sfx}"), stage), seconds)
     chain = {"pl1": ["moco", "pl1_labels", "pl1"], "pl2": ["moco", "pl1_labels", "pl1", "pl2_labels", "pl2"]}
     chain.update({name: [name] for name in moco_runs})
@@ -344,7 +350,7 @@ def main(argv=None):
     plots = {}
     for name in lists:
         stem = name.replace(".txt", "")
-        shown = set(SYSTEMS) | {"ssps", "lf_pl1", "lf_pl2"}
+        shown = set(SYSTEMS) | {"ssps", "lf_moco", "lf_pl1", "lf_pl2"}
         main_systems = {k: v for k, v in evals[name].items() if k in shown}  # not every seed
         plots[name] = plot_det(
             ex.det_systems(main_systems),
