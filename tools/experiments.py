@@ -19,6 +19,7 @@ by :mod:`tools.baselines`.
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -131,8 +132,7 @@ def hparams_digests(cmd):
         real = _existing_path(value) if value.endswith((".yaml", ".yml")) else None
         if real and os.path.isfile(real):
             rel = os.path.relpath(real, os.path.realpath(ROOT))
-            with open(real, "rb") as f:
-                out[real if rel.startswith("..") else rel] = hashlib.sha256(f.read()).hexdigest()
+            out[real if rel.startswith("..") else rel] = _file_digest(real)
     return out
 
 
@@ -388,8 +388,6 @@ def label_free_stage(runner, data_folder, trials, name, seed=None, extra=()):
 
 def uses_ssps(run_folder):
     """True when a MoCo run's saved ``hyperparams.yaml`` sets an ``ssps_start_epoch``."""
-    import re
-
     with open(os.path.join(run_folder, "hyperparams.yaml"), encoding="utf-8") as f:
         found = re.search(r"^ssps_start_epoch:\s*(\S+)", f.read(), flags=re.M)
     return bool(found) and found.group(1) not in ("null", "None", "~")
