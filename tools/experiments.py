@@ -387,10 +387,13 @@ def label_free_stage(runner, data_folder, trials, name, seed=None, extra=()):
 
 
 def uses_ssps(run_folder):
-    """True when a MoCo run's saved ``hyperparams.yaml`` sets an ``ssps_start_epoch``."""
+    """True when a MoCo run's saved ``hyperparams.yaml`` sets an ``ssps_start_epoch``.
+
+    The saved yaml writes a null as nothing before its comment (``ssps_start_epoch:   # ...``).
+    """
     with open(os.path.join(run_folder, "hyperparams.yaml"), encoding="utf-8") as f:
-        found = re.search(r"^ssps_start_epoch:\s*(\S+)", f.read(), flags=re.M)
-    return bool(found) and found.group(1) not in ("null", "None", "~")
+        found = re.search(r"^ssps_start_epoch:[ \t]*([^#\s]*)", f.read(), flags=re.M)
+    return bool(found) and found.group(1) not in ("", "null", "Null", "NULL", "None", "~")
 
 
 def label_free_stages(pipeline_folder):

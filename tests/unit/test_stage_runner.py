@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from tools.experiments import StageRunner
+from tools.experiments import StageRunner, uses_ssps
 
 STAGE = """import os, sys
 out = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--output_folder=")][0]
@@ -60,3 +60,25 @@ def test_failed_stage_names_its_log_and_leaves_no_marker(tmp_path):
         runner.run("s", [tmp_path / "stage.py", "--fail=1"])
     assert not (tmp_path / "work" / "s.done.json").exists()
     assert runner.run("s", [tmp_path / "stage.py"])["resumed"] is True  # its folder exists
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("ssps_start_epoch:        # null = plain MoCo (both views of one utterance); >= 2", False),
+        ("ssps_start_epoch: null   # null = plain MoCo", False),
+        ("ssps_start_epoch: ~", False),
+        ("ssps_start_epoch:", False),
+        ("ssps_start_epoch: 11     # null = plain MoCo", True),
+        ("ssps_start_epoch: 2", True),
+    ],
+)
+def test_uses_ssps_reads_the_saved_yaml(tmp_path, line, expected):
+    """A null written as SpeechBrain saves it (nothing before the comment) is plain MoCo."""
+    (tmp_path / "hyperparams.yaml").write_text(f"seed: 1986\n{line}\nssps_refresh_epochs: 1\n")
+    assert uses_ssps(tmp_path) is expected
+
+
+def test_uses_ssps_without_the_key_is_plain_moco(tmp_path):
+    (tmp_path / "hyperparams.yaml").write_text("seed: 1986\n")
+    assert uses_ssps(tmp_path) is False
