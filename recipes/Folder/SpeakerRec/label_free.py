@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Recipe for the whole label-free pipeline: MoCo (with SSPS) -> pseudo speakers -> AAM, iterated.
+"""Recipe for the whole label-free pipeline: MoCo (SSPS on request) -> pseudo speakers -> AAM, iterated.
 
 To run::
 
@@ -8,8 +8,9 @@ To run::
 
 Each stage is the recipe command a user could type, run in turn, its output in ``OUT/<stage>``:
 
-1. ``moco``: ``train_moco.py`` with ``moco_hparams`` and ``moco_overrides`` (by default SSPS
-   after a warm-up of plain MoCo: positives from other utterances of nearby pseudo-classes);
+1. ``moco``: ``train_moco.py`` with ``moco_hparams`` and ``moco_overrides`` (plain MoCo by
+   default; ``{ssps_start_epoch: N}`` adds SSPS after N - 1 epochs of plain MoCo: positives from
+   other utterances of nearby pseudo-classes);
 2. for each round r = 1 .. ``rounds``: ``pl<r>_labels``, ``pseudo_labels.py`` clustering every
    training utterance with the previous stage's encoder (MoCo for round 1: iterated
    pseudo-labels re-cluster with the newest encoder), then ``pl<r>``,
