@@ -19,7 +19,6 @@ by :mod:`tools.baselines`.
 import hashlib
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -387,13 +386,12 @@ def label_free_stage(runner, data_folder, trials, name, seed=None, extra=()):
 
 
 def uses_ssps(run_folder):
-    """True when a MoCo run's saved ``hyperparams.yaml`` sets an ``ssps_start_epoch``.
+    """True when a MoCo run's saved ``hyperparams.yaml`` sets an ``ssps_start_epoch`` (read as
+    YAML, nothing built: the saved file writes a null as nothing before its comment)."""
+    from speechbrain_moco.run_folder import resolved_yaml_tree
 
-    The saved yaml writes a null as nothing before its comment (``ssps_start_epoch:   # ...``).
-    """
-    with open(os.path.join(run_folder, "hyperparams.yaml"), encoding="utf-8") as f:
-        found = re.search(r"^ssps_start_epoch:[ \t]*([^#\s]*)", f.read(), flags=re.M)
-    return bool(found) and found.group(1) not in ("", "null", "Null", "NULL", "None", "~")
+    _, tree = resolved_yaml_tree(os.path.join(run_folder, "hyperparams.yaml"))
+    return tree.get("ssps_start_epoch") is not None
 
 
 def label_free_stages(pipeline_folder):
