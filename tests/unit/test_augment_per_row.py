@@ -74,7 +74,9 @@ def test_dropfreq_rows_is_speechbrains_filter_drawn_per_row():
     fixed = dict(drop_freq_low=0.3, drop_freq_high=0.3, drop_freq_count_low=1, drop_freq_count_high=1)
     torch.manual_seed(0)
     rows = torch.randn(3, 8000)
-    assert torch.equal(DropFreqRows(**fixed)(rows), DropFreq(**fixed)(rows))
+    # equal up to float32 rounding: a grouped convolution and DropFreq's may take other
+    # vector code paths on other CPUs (1.8e-6 seen on one, 0 on another)
+    assert torch.allclose(DropFreqRows(**fixed)(rows), DropFreq(**fixed)(rows), atol=1e-5, rtol=0)
     t = torch.arange(16000) / 16000
     near, far = torch.sin(2 * torch.pi * 2680 * t), torch.sin(2 * torch.pi * 500 * t)  # notch ~0.335
     out = DropFreqRows(**fixed)((near + far)[None])[0]
