@@ -90,12 +90,15 @@ def run(args, timeout=600, cwd=ROOT):
 
 
 def check_metrics(path, n_trials):
-    """A ``metrics.json`` with every metric, ``n_trials`` trials and an EER in [0, 100]."""
+    """A ``metrics.json`` with every metric, ``n_trials`` trials, an EER in [0, 100] and the
+    95 % intervals of EER and minDCF(0.01) (bootstrap over the list's speakers)."""
     metrics = json.load(open(path))
-    for key in ("EER", "minDCF_p0.01", "minDCF_p0.05", "n_trials"):
+    for key in ("EER", "minDCF_p0.01", "minDCF_p0.05", "n_trials", "EER_ci95", "minDCF_p0.01_ci95"):
         assert key in metrics
     assert metrics["n_trials"] == n_trials
     assert 0.0 <= metrics["EER"] <= 100.0
+    low, high = metrics["EER_ci95"]
+    assert 0.0 <= low <= high <= 100.0 and metrics["ci_method"] == "speaker"
     return metrics
 
 

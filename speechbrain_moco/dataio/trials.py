@@ -186,6 +186,47 @@ def balanced_trials(utts_by_spk, n_target_per_spk, rng):
     return [trials[i] for i in rng.permutation(len(trials))]
 
 
+def all_pair_trials(utts_by_spk, group_of=None):
+    """Every unordered pair of two different utterances, once: all target pairs and all
+    non-target pairs (only those whose speakers share a group when ``group_of`` is given).
+
+    Pairs are ordered as the speakers and their utterances are sorted, so the list is the
+    same on every run. Scoring it costs one embedding per utterance.
+
+    Arguments
+    ---------
+    utts_by_spk : dict
+        Speaker -> utterance names (relative paths).
+    group_of : dict, optional
+        Speaker -> a hashable group (e.g. ``("f", "child")``); a speaker missing from it
+        is in no group and gets no non-target trial.
+
+    Returns
+    -------
+    list of tuple(int, str, str)
+        ``(label, enrol, test)``: targets speaker by speaker, then non-targets.
+
+    Example
+    -------
+    >>> utts = {"a": ["a/1.wav", "a/2.wav"], "b": ["b/1.wav"], "c": ["c/1.wav"]}
+    >>> all_pair_trials(utts)[:2]
+    [(1, 'a/1.wav', 'a/2.wav'), (0, 'a/1.wav', 'b/1.wav')]
+    >>> len(all_pair_trials(utts)), len(all_pair_trials(utts, {"a": "x", "b": "x", "c": "y"}))
+    (6, 3)
+    """
+    spks = sorted(utts_by_spk)
+    names = {s: sorted(utts_by_spk[s]) for s in spks}
+    trials = [(1, a, b) for s in spks for a, b in itertools.combinations(names[s], 2)]
+    for i, s in enumerate(spks):
+        for t in spks[i + 1 :]:
+            if group_of is not None and (
+                s not in group_of or t not in group_of or group_of[s] != group_of[t]
+            ):
+                continue
+            trials += [(0, a, b) for a in names[s] for b in names[t]]
+    return trials
+
+
 def trial_list_path(verification_file, data_folder=None):
     """Absolute path of a trial list given as is or relative to ``data_folder``.
 

@@ -10,6 +10,7 @@ from speechbrain.utils.logger import get_logger
 
 from speechbrain_moco.dataio.datasets import utterance_dataset
 from speechbrain_moco.dataio.trials import read_trials, trial_manifest
+from speechbrain_moco.verification.bootstrap import bootstrap_intervals
 from speechbrain_moco.verification.embeddings import cached_embeddings
 from speechbrain_moco.verification.metrics import verification_metrics
 from speechbrain_moco.verification.plots import plot_eval_folder
@@ -37,6 +38,8 @@ def evaluate_trials(
     cache_key=None,
     manifest=None,
     system="system",
+    ci_resamples=1000,
+    ci_seed=0,
 ):
     """Embed the trial utterances, score, write files and plots, return metrics.
 
@@ -48,6 +51,10 @@ def evaluate_trials(
     Embeddings are cached in ``out_dir/embeddings.pt`` under ``cache_key``.
     ``manifest``: the trial utterances' manifest when the caller already wrote
     it with ``trial_manifest`` (each file's header is otherwise read again).
+    ``metrics.json`` holds ``EER_ci95`` and ``minDCF_p0.01_ci95``: 95 % intervals from
+    ``ci_resamples`` bootstrap resamples of the list's speakers (of its trials when the
+    names give no speaker), drawn with ``ci_seed``
+    (:mod:`speechbrain_moco.verification.bootstrap`).
     """
     os.makedirs(out_dir, exist_ok=True)
     trials = read_trials(trials_path)
@@ -68,6 +75,16 @@ def evaluate_trials(
     labels = [t[0] for t in trials]
     write_scores(os.path.join(out_dir, "scores.txt"), trials, scores)
     metrics = verification_metrics(scores, labels)
+    metrics.update(
+        bootstrap_intervals(
+            scores.detach().cpu().numpy() if hasattr(scores, "detach") else scores,
+            labels,
+            [t[1] for t in trials],
+            [t[2] for t in trials],
+            ci_resamples,
+            ci_seed,
+        )
+    )
     metrics.update(trials=os.path.abspath(trials_path), backend=type(scorer).__name__, score_norm=score_norm)
     write_metrics(os.path.join(out_dir, "metrics.json"), metrics)
     backend = {"CosineScorer": "cosine", "PLDAScorer": "PLDA"}.get(
@@ -76,9 +93,10 @@ def evaluate_trials(
     name = f"{system}, {backend}" + (f" + {score_norm}" if score_norm else "")
     plot_eval_folder(out_dir, history_path, name=name, trials=os.path.basename(trials_path))
     logger.info(
-        "%s: EER %.2f%% minDCF(0.01) %.4f on %d trials",
+        "%s: EER %.2f%% [%.2f, %.2f] minDCF(0.01) %.4f on %d trials",
         out_dir,
         metrics["EER"],
+        *metrics["EER_ci95"],
         metrics["minDCF_p0.01"],
         metrics["n_trials"],
     )

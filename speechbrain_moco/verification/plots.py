@@ -57,7 +57,7 @@ def spaced_ticks(ticks, low, high, min_gap=0.06):
     return sorted(kept)
 
 
-def plot_det(systems, path, title="DET"):
+def plot_det(systems, path, title="DET", intervals=None):
     """DET curves of several systems on normal-deviate axes, one PNG.
 
     Arguments
@@ -68,6 +68,8 @@ def plot_det(systems, path, title="DET"):
         Output PNG.
     title : str
         Figure title.
+    intervals : dict, optional
+        Name -> ``[low, high]`` 95 % interval of the EER (percent), shown in the legend.
 
     Returns
     -------
@@ -89,7 +91,9 @@ def plot_det(systems, path, title="DET"):
     for name, (p_fa, p_miss, eer) in curves.items():
         x = ndtri(np.clip(p_fa, low, high))
         y = ndtri(np.clip(p_miss, low, high))
-        (line,) = ax.plot(x, y, label=f"{name} (EER {100 * eer:.2f}%)")
+        ci = (intervals or {}).get(name)
+        shown = f"EER {100 * eer:.2f}%" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+        (line,) = ax.plot(x, y, label=f"{name} ({shown})")
         ax.plot(ndtri(np.clip(eer, low, high)), ndtri(np.clip(eer, low, high)), "o", color=line.get_color())
     ticks = spaced_ticks(DET_TICKS, ndtri(low), ndtri(high))
     labels = [f"{100 * t:g}" for t in ticks]
@@ -170,14 +174,29 @@ def plot_training_curves(history_jsonl_path, path):
     return _save(fig, path)
 
 
+def read_interval(eval_dir):
+    """``EER_ci95`` of an evaluation folder's ``metrics.json``, or None."""
+    path = os.path.join(eval_dir, "metrics.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get("EER_ci95")
+
+
 def plot_eval_folder(eval_dir, history_path=None, name="system", trials=None):
     """``det.png`` and ``score_hist.png`` from ``eval_dir/scores.txt`` (and
     ``training_curves.png`` when a history file is given); returns the paths. ``name``
     (the system) and ``trials`` (the trial list's name) title the plots."""
     _, _, scores, labels = read_scores(os.path.join(eval_dir, "scores.txt"))
     on = f" on {trials}" if trials else ""
+    ci = read_interval(eval_dir)
     paths = [
-        plot_det({name: (scores, labels)}, os.path.join(eval_dir, "det.png"), title=f"DET: {name}{on}"),
+        plot_det(
+            {name: (scores, labels)},
+            os.path.join(eval_dir, "det.png"),
+            title=f"DET: {name}{on}",
+            intervals={name: ci} if ci else None,
+        ),
         plot_score_hist(
             scores, labels, os.path.join(eval_dir, "score_hist.png"), title=f"Scores: {name}{on}"
         ),
@@ -197,11 +216,13 @@ def main(argv=None):
     parser.add_argument("--det", required=True, help="output PNG")
     parser.add_argument("eval_dirs", nargs="+")
     args = parser.parse_args(argv)
-    systems = {}
+    systems, intervals = {}, {}
     for folder in args.eval_dirs:
         _, _, scores, labels = read_scores(os.path.join(folder, "scores.txt"))
-        systems[os.path.basename(os.path.normpath(folder))] = (scores, labels)
-    return plot_det(systems, args.det)
+        name = os.path.basename(os.path.normpath(folder))
+        systems[name] = (scores, labels)
+        intervals[name] = read_interval(folder)
+    return plot_det(systems, args.det, intervals={k: v for k, v in intervals.items() if v})
 
 
 if __name__ == "__main__":

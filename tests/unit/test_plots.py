@@ -88,8 +88,8 @@ def test_eval_plots_name_the_system_and_the_trial_list(trials, tmp_path, monkeyp
     monkeypatch.setattr(
         plots,
         "plot_det",
-        lambda systems, path, title: (
-            seen.update(det=(list(systems), title)) or real_det(systems, path, title)
+        lambda systems, path, title, intervals=None: (
+            seen.update(det=(list(systems), title), ci=intervals) or real_det(systems, path, title, intervals)
         ),
     )
     monkeypatch.setattr(
@@ -100,6 +100,10 @@ def test_eval_plots_name_the_system_and_the_trial_list(trials, tmp_path, monkeyp
     plots.plot_eval_folder(str(tmp_path), name="moco_ecapa/1986, cosine", trials="trials_hard.txt")
     assert seen["det"] == (["moco_ecapa/1986, cosine"], "DET: moco_ecapa/1986, cosine on trials_hard.txt")
     assert seen["hist"] == "Scores: moco_ecapa/1986, cosine on trials_hard.txt"
+    assert seen["ci"] is None  # no metrics.json: no interval
+    (tmp_path / "metrics.json").write_text('{"EER": 5.0, "EER_ci95": [3.5, 6.75]}')
+    plots.plot_eval_folder(str(tmp_path), name="sys", trials="trials.txt")
+    assert seen["ci"] == {"sys": [3.5, 6.75]}  # the legend shows the interval
 
 
 def test_det_ticks_do_not_crowd():

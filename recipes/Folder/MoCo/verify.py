@@ -91,5 +91,7 @@ if __name__ == "__main__":
         history_path=os.path.join(hparams["pretrain_path"], "history.jsonl"),
         cache_key=embed_fn.checkpoint,
         system=os.path.basename(os.path.normpath(hparams["pretrain_path"])),
+        ci_resamples=hparams["ci_resamples"],
+        ci_seed=hparams["ci_seed"],
     )
     print(metrics_line(metrics))
