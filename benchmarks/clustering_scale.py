@@ -22,8 +22,7 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from speechbrain_moco.experiments.runner import ROOT
 
 
 def peak_mb():
@@ -41,8 +40,8 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "clustering_scale"))
     args = parser.parse_args(argv)
 
+    from speechbrain_moco.experiments.report import machine_description, write_json
     from speechbrain_moco.pseudo_labels import cluster_pseudo_labels, clustering_quality, purity_filter
-    from tools.experiments import machine_description, write_json
 
     rng = np.random.default_rng(0)
     start = time.time()

@@ -21,18 +21,16 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
 import torch  # noqa: E402
 from speechbrain.dataio.batch import PaddedBatch  # noqa: E402
 from speechbrain.inference.interfaces import foreign_class  # noqa: E402
 from speechbrain.inference.speaker import SpeakerRecognition  # noqa: E402
 
 from speechbrain_moco.dataio import utterance_dataset  # noqa: E402
+from speechbrain_moco.experiments.report import machine_description, write_results
+from speechbrain_moco.experiments.runner import ROOT
 from speechbrain_moco.run_folder import read_run_info  # noqa: E402
 from speechbrain_moco.verification import error_rates, load_trained_encoder, read_scores  # noqa: E402
-from tools.experiments import machine_description, write_results  # noqa: E402
 
 
 def padded_scores(run, csv_path, data_folder, pairs):

@@ -20,10 +20,11 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import speechbrain_moco  # noqa: F401  (first: it quiets SpeechBrain's import-time torchvision note)
 
-from tools import experiments as ex  # noqa: E402
+# isort: split
+from speechbrain_moco.experiments import report as ex
+from speechbrain_moco.experiments.runner import ROOT
 
 
 def main(argv=None):

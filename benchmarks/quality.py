@@ -1,199 +1,246 @@
 #!/usr/bin/env python3
-"""Quality benchmark: MoCo against untrained baselines and the supervised reference.
+"""Quality benchmark: MoCo against untrained baselines and the supervised reference, over
+training seeds, with intervals.
 
-Run (a quiet 2-core CPU needs about an hour; stages already done in the work
-folder are reused, so the SpeakerRec comparison and this script can share it)::
+Run (a quiet 2-core CPU needs about 40 minutes a seed; stages already done in the work
+folder are reused, so ``compare.py`` and this script can share it)::
 
     python benchmarks/quality.py [--data_folder=../shared/data/speechocean762_dev] \
-        [--work_folder=results/benchmarks/speechocean762_dev] [--skip_embedded] \
-        [--test_fraction=0.5] [--split_seed=0] [--device=cpu]
+        [--work_folder=results/benchmarks/speechocean762_dev] [--seeds 1986 1987 1988] \
+        [--skip_embedded] [--test_fraction=0.5] [--split_seed=0] [--device=cpu]
 
 Two corpora:
 
-1. the Folder recipe's default (embedded synthetic) corpus with its held-out
-   trial list: the main job ``train_moco.py hparams/moco.yaml`` as it ships;
+1. the Folder recipe's default (embedded synthetic) corpus with its held-out trial list:
+   the main job ``train_moco.py hparams/moco.yaml`` as it ships, once per seed;
 2. ``--data_folder`` (any folder-per-speaker corpus; default the shared
-   speechocean762_dev) split by speaker: half the speakers train, every
-   ``trials*.txt`` of the corpus restricted to the other half is scored (a
-   corpus without lists gets a generated one).
+   speechocean762_dev) split by speaker (``data_prep.speaker_split``): half the speakers
+   train, the other half is scored on every pair of its utterances (``trials_all.txt``, and
+   ``trials_all_hard.txt`` when the corpus has a ``speakers.tsv``).
 
-Systems: Fbank and MFCC mean+std statistics with cosine (no training); the
-ECAPA and x-vector encoders as randomly initialised (no training); MoCo
-unsupervised with ECAPA (``moco.yaml``) and x-vector (``moco_xvector.yaml``);
-supervised AAM-softmax on the train speakers' labels (``train_ecapa.yaml``),
-the labelled reference at this scale. Every trained system uses its recipe's
-default schedule; the CPU budget is what the table's seconds say.
-Writes ``benchmarks/results/quality.md`` and ``quality.json``.
+Systems: Fbank and MFCC mean+std statistics with cosine, the ECAPA and x-vector encoders as
+randomly initialised (no training, no seed); MoCo with ECAPA (``moco.yaml``: cosine, cosine
+after mean subtraction, PLDA on k-means pseudo-speakers) and x-vector
+(``moco_xvector.yaml``); supervised AAM-softmax on the train speakers' labels
+(``train_ecapa.yaml``). Every trained system runs with each seed of ``--seeds``; the tables
+give the mean over seeds with a 95 % interval over the test speakers and the seeds
+(``speechbrain_moco.experiments.evidence``) and the standard deviation over seeds. Writes
+``benchmarks/results/quality.md`` and ``quality.json``.
 """
 
 import json
 import os
 import shlex
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import numpy as np
 
-from tools import baselines  # noqa: E402
-from tools import experiments as ex  # noqa: E402
+import speechbrain_moco  # noqa: F401  (first: it quiets SpeechBrain's import-time torchvision note)
 
-MOCO_YAML = os.path.join(ROOT, ex.FOLDER_MOCO, "hparams", "moco.yaml")
-XVEC_YAML = os.path.join(ROOT, ex.FOLDER_MOCO, "hparams", "moco_xvector.yaml")
+# isort: split
+from speechbrain_moco.experiments import baselines, report, stages
+from speechbrain_moco.experiments.evidence import Evidence, summary_table
+from speechbrain_moco.experiments.runner import ROOT, StageRunner
+
+MOCO_YAML = os.path.join(ROOT, stages.FOLDER_MOCO, "hparams", "moco.yaml")
+XVEC_YAML = os.path.join(ROOT, stages.FOLDER_MOCO, "hparams", "moco_xvector.yaml")
 UNTRAINED = {
     "fbank_stats": ("Fbank (80) mean+std, cosine", "fbank_stats", MOCO_YAML),
     "mfcc_stats": ("MFCC (20) mean+std, cosine", "mfcc_stats", MOCO_YAML),
     "random_ecapa": ("ECAPA, random init (no training)", "random", MOCO_YAML),
     "random_xvector": ("x-vector, random init (no training)", "random", XVEC_YAML),
 }
-TRAINED = {  # name: (description, stage[, verify.py options[, verification yaml]])
-    "moco_ecapa": ("MoCo ECAPA (moco.yaml), no labels", "moco"),
+TRAINED = {  # name: (description, training stage, verification yaml, verify.py options)
+    "moco_ecapa": ("MoCo ECAPA (moco.yaml), no labels", "moco", "verification_cosine.yaml", []),
     "moco_ecapa_msub": (
         "MoCo ECAPA, cosine after subtracting the mean train-half embedding",
         "moco",
+        "verification_cosine.yaml",
         ["--mean_subtraction=True"],
     ),
     "moco_ecapa_plda": (
-        "MoCo ECAPA, PLDA trained on k-means pseudo-speakers of the train half "
-        "(verification_plda.yaml, no labels)",
+        "MoCo ECAPA, PLDA on k-means pseudo-speakers of the train half (no labels)",
         "moco",
-        [],
         "verification_plda.yaml",
+        [],
     ),
-    "moco_xvector": ("MoCo x-vector (moco_xvector.yaml), no labels", "moco_xvector"),
-    "supervised_ecapa": ("supervised AAM ECAPA, train-speaker labels", "scratch"),
+    "moco_xvector": (
+        "MoCo x-vector (moco_xvector.yaml), no labels",
+        "moco_xvector",
+        "verification_cosine.yaml",
+        [],
+    ),
+    "supervised_ecapa": (
+        "supervised AAM ECAPA, train-speaker labels",
+        "scratch",
+        "verification_cosine.yaml",
+        [],
+    ),
     "supervised_ecapa_msub": (
         "supervised AAM ECAPA, cosine after subtracting the mean train-half embedding",
         "scratch",
+        "verification_cosine.yaml",
         ["--mean_subtraction=True"],
     ),
 }
 
+# scorings that compare.py also makes keep its names, so a shared work folder scores once
+SCORE_NAME = {
+    "moco_ecapa": "moco",
+    "moco_ecapa_plda": "moco_plda",
+    "moco_xvector": "moco_xvector",
+    "supervised_ecapa": "scratch",
+}
 
-def untrained(spec):
-    """An UNTRAINED spec: (description, kind, yaml path)."""
-    return len(spec) == 3 and isinstance(spec[2], str)
 
-
-def evaluate(systems, lists, data_folder, runner, eval_root, device, done):
-    """Score every system on every list; ``systems``: name -> UNTRAINED or TRAINED spec."""
-    rows = []
-    for name, spec in systems.items():
-        metrics, start = {}, time.time()
+def score_untrained(evidence, systems, lists, data_folder, eval_root, device):
+    """Score each untrained system on each list (no seed)."""
+    for name in systems:
+        _, kind, yaml = UNTRAINED[name]
         for list_name, path in lists.items():
             out = os.path.join(eval_root, name, list_name.replace(".txt", ""))
-            if untrained(spec):
-                metrics[list_name] = baselines.evaluate_untrained(
-                    spec[1], spec[2], path, data_folder, out, device
-                )
+            baselines.evaluate_untrained(kind, yaml, path, data_folder, out, device)
+            evidence.add(name, list_name, 0, None, out)
+
+
+def train_and_score(runner, evidence, systems, seeds, data_folder, trials, lists, extra, prefix="f0"):
+    """Train each seed's stages (MoCo ECAPA, MoCo x-vector, supervised) and score every
+    system on every list; returns ``{stage: [seconds per seed]}``."""
+    seconds = {}
+    for seed in seeds:
+        own = [a for a in extra if not a.startswith("--seed=")] + [f"--seed={seed}"]
+        base = f"{prefix}/s{seed}"
+        needed = {TRAINED[n][1] for n in systems}
+        for stage in ("moco", "moco_xvector", "scratch"):
+            if stage not in needed:
+                continue
+            if stage == "scratch":
+                done = stages.supervised_stage(runner, f"{base}/scratch", data_folder, trials, extra=own)
             else:
-                metrics[list_name] = ex.verify_run(
-                    runner.out(spec[1]), path, data_folder, out, device, *spec[2:]
-                )
-        seconds = 0.0 if untrained(spec) else done[spec[1]]["seconds"]
-        rows.append(
-            {
-                "system": name,
-                "description": spec[0],
-                "metrics": metrics,
-                "train_seconds": seconds,
-                "total_seconds": seconds,
-                "eval_seconds": round(time.time() - start, 1),
-            }
-        )
-        print(f"{name}: " + ", ".join(f"{k} EER {v['EER']:.2f}%" for k, v in metrics.items()), flush=True)
-    return rows
+                done = stages.moco_stage(runner, f"{base}/{stage}", data_folder, trials, f"{stage}.yaml", own)
+            seconds.setdefault(stage, []).append(done["seconds"])
+        for name in systems:
+            _, stage, yaml, options = TRAINED[name]
+            for list_name, path in lists.items():
+                score = f"{base}/eval/{SCORE_NAME.get(name, name)}/{list_name.replace('.txt', '')}"
+                stages.score_stage(runner, score, f"{base}/{stage}", path, data_folder, yaml, options)
+                evidence.add(name, list_name, 0, seed, runner.out(score))
+    return seconds
+
+
+def section(evidence, systems, lists, seconds, described):
+    """The markdown table of one corpus, with each system's mean training seconds."""
+    table = summary_table(evidence, systems, list(lists), described)
+    train = ", ".join(f"{k} {np.mean(v):.0f} s" for k, v in seconds.items())
+    return [table, "", f"Mean training wall time per seed on this machine: {train}.", ""]
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    parser = ex.benchmark_parser(__doc__, "speechocean762_dev")
+    parser = report.benchmark_parser(__doc__, "speechocean762_dev")
     parser.add_argument("--test_fraction", type=float, default=0.5)
     parser.add_argument("--split_seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1986, 1987, 1988])
     parser.add_argument("--skip_embedded", action="store_true")
+    parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--stage_args", default="", help="extra arguments for every training stage")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "quality"))
     args = parser.parse_args(argv)
     extra = shlex.split(args.stage_args)
+    described = {k: v[0] for k, v in dict(UNTRAINED, **TRAINED).items()}
     result = {
         "command": "python benchmarks/quality.py " + " ".join(shlex.quote(a) for a in argv),
-        "machine": ex.machine_description(),
+        "machine": report.machine_description(),
+        "seeds": args.seeds,
         "corpora": {},
     }
-    md = ["# Quality benchmark", "", f"Command: `{result['command']}`  ", f"Machine: {result['machine']}", ""]
+    md = [
+        "# Quality benchmark",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {result['machine']}  ",
+        f"Seeds: {', '.join(map(str, args.seeds))}. EER in percent: mean over seeds [95 % interval over "
+        f"the test speakers ({args.resamples} resamples) and the seeds]; sd: standard deviation over seeds.",
+        "",
+    ]
 
-    if not args.skip_embedded:  # the Folder recipe's main job on its default corpus
-        runner = ex.StageRunner(os.path.join(args.work_folder, "embedded"), args.device)
-        done = {
-            "embedded_moco": runner.run(
-                "embedded_moco",
-                [f"{ex.FOLDER_MOCO}/train_moco.py", f"{ex.FOLDER_MOCO}/hparams/moco.yaml"] + extra,
-            )
-        }
+    if not args.skip_embedded:  # the Folder recipe's main job on its default corpus, per seed
+        runner = StageRunner(os.path.join(args.work_folder, "embedded"), args.device)
         corpus = os.path.join(ROOT, "results", "embedded_corpus")
+        evidence = Evidence(args.resamples)
+        seconds = {"main job": []}
+        for seed in args.seeds:
+            own = [a for a in extra if not a.startswith("--seed=")] + [f"--seed={seed}"]
+            done = runner.run(
+                f"s{seed}/main_job",
+                [f"{stages.FOLDER_MOCO}/train_moco.py", f"{stages.FOLDER_MOCO}/hparams/moco.yaml"] + own,
+            )
+            seconds["main job"].append(done["seconds"])
+            for name in ("moco_ecapa", "moco_ecapa_msub", "moco_ecapa_plda"):
+                _, _, yaml, options = TRAINED[name]
+                score = f"s{seed}/eval/{name}"
+                path = os.path.join(corpus, "trials.txt")
+                stages.score_stage(runner, score, f"s{seed}/main_job", path, corpus, yaml, options)
+                evidence.add(name, "trials.txt", 0, seed, runner.out(score))
         lists = {"trials.txt": os.path.join(corpus, "trials.txt")}
-        systems = {k: UNTRAINED[k] for k in ("fbank_stats", "mfcc_stats", "random_ecapa")}
-        for name in ("moco_ecapa", "moco_ecapa_msub", "moco_ecapa_plda"):  # the main job's run
-            systems[name] = (TRAINED[name][0], "embedded_moco") + TRAINED[name][2:]
-        rows = evaluate(systems, lists, corpus, runner, os.path.join(runner.work, "eval"), args.device, done)
-        result["corpora"]["embedded"] = {"data_folder": corpus, "systems": rows, "trials": lists}
+        untrained = ("fbank_stats", "mfcc_stats", "random_ecapa")
+        score_untrained(evidence, untrained, lists, corpus, os.path.join(runner.work, "eval"), args.device)
         with open(os.path.join(corpus, "corpus_info.json"), encoding="utf-8") as f:
             options = json.load(f)["options"]
-        n_trials = rows[0]["metrics"]["trials.txt"]["n_trials"]
-        result["corpora"]["embedded"]["corpus_options"] = options
+        systems = list(untrained) + ["moco_ecapa", "moco_ecapa_msub", "moco_ecapa_plda"]
+        result["corpora"]["embedded"] = {
+            "corpus_options": options,
+            "systems": {n: evidence.summary(n, "trials.txt") for n in systems},
+            "train_seconds": seconds,
+        }
         md += [
             "## Default corpus: the embedded synthetic corpus (main job as shipped)",
             "",
-            "`python recipes/Folder/MoCo/train_moco.py recipes/Folder/MoCo/hparams/moco.yaml` "
+            "`python recipes/Folder/MoCo/train_moco.py recipes/Folder/MoCo/hparams/moco.yaml --seed=S` "
             f"({options['n_speakers']} synthetic speakers x {options['utts_per_speaker']} "
             f"utterances, {options['n_speakers'] - options['n_held_out']} train MoCo, "
-            f"{options['n_held_out']} held out for {n_trials} trials)",
+            f"{options['n_held_out']} held out for its trials.txt)",
             "",
-            ex.results_table(rows, list(lists)),
-            "",
-        ]
+        ] + section(evidence, systems, lists, seconds, described)
 
     work = os.path.abspath(args.work_folder)
-    split = ex.split_corpus(work, args.data_folder, args.test_fraction, args.split_seed)
-    lists = split["trial_files"]
-    trials = lists["trials.txt"] if "trials.txt" in lists else lists[sorted(lists)[0]]
-    runner = ex.StageRunner(work, args.device)
-    done = {
-        "moco": ex.moco_stage(runner, args.data_folder, trials, extra=extra),
-        "moco_xvector": ex.moco_stage(
-            runner, args.data_folder, trials, "moco_xvector.yaml", "moco_xvector", extra=extra
-        ),
-        "scratch": ex.supervised_stage(runner, args.data_folder, trials, "scratch", extra=extra),
-    }
-    systems = dict(UNTRAINED, **TRAINED)
-    rows = evaluate(
-        systems, lists, args.data_folder, runner, os.path.join(work, "eval_quality"), args.device, done
+    split = stages.split_corpus(work, args.data_folder, args.test_fraction, args.split_seed)
+    names = [n for n in ("trials_all.txt", "trials_all_hard.txt") if n in split["trial_files"]]
+    lists = {n: split["trial_files"][n] for n in names}
+    trials = split["trial_files"]["trials.txt" if "trials.txt" in split["trial_files"] else names[0]]
+    runner = StageRunner(work, args.device)
+    evidence = Evidence(args.resamples)
+    score_untrained(
+        evidence, list(UNTRAINED), lists, args.data_folder, os.path.join(work, "eval_quality"), args.device
     )
+    seconds = train_and_score(
+        runner, evidence, list(TRAINED), args.seeds, args.data_folder, trials, lists, extra
+    )
+    systems = list(UNTRAINED) + list(TRAINED)
     result["corpora"]["split"] = {
-        "data_folder": os.path.abspath(args.data_folder),
-        "systems": rows,
+        "data_folder": report.shown_path(args.data_folder),
         "split": {k: split[k] for k in ("seed", "test_fraction", "trials")},
         "n_train_speakers": len(split["train_speakers"]),
         "n_test_speakers": len(split["test_speakers"]),
+        "systems": {n: {ln: evidence.summary(n, ln) for ln in lists} for n in systems},
+        "train_seconds": seconds,
     }
     md += [
         f"## {os.path.basename(os.path.normpath(args.data_folder))}, split by speaker",
         "",
-        ex.split_summary(split),
+        report.split_summary(split),
         "",
-        ex.results_table(rows, list(lists)),
-        "",
-        "train s: wall seconds of the training stage on this machine (recipe defaults: 40 epochs, "
-        "batch 32; MoCo: two disjoint 1.5 s crops, supervised: one 2 s crop); untrained systems "
-        "need none (a `_msub` or `_plda` row reuses its stage). "
-        "Scoring, all label-free: encoders by cosine (`_msub`: after subtracting the mean embedding "
-        "of the train half's utterances, as wespeaker scores by default; `_plda`: PLDA fitted on "
-        "k-means pseudo-speakers of those utterances); statistics by cosine "
-        "after z-normalising each dimension with the mean and std of the scored utterances' own "
-        "statistics (without it the largest dimensions swamp the cosine).",
+    ] + section(evidence, systems, lists, seconds, described)
+    md += [
+        "Training: recipe defaults (40 epochs, batch 32; MoCo: two 2 s crops, supervised: one 2 s "
+        "crop); untrained systems need none. Scoring, all label-free: encoders by cosine (`_msub`: "
+        "after subtracting the mean embedding of the train half's utterances, as wespeaker scores by "
+        "default; `_plda`: PLDA fitted on k-means pseudo-speakers of those utterances); statistics by "
+        "cosine after z-normalising each dimension with the mean and std of the scored utterances' "
+        "own statistics.",
         "",
     ]
-    ex.write_results(args.out, result, md)
+    report.write_results(args.out, result, md)
     return result
 
 

@@ -36,8 +36,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from speechbrain_moco.experiments.runner import ROOT
 
 
 # --------------------------------------------------------------------- helpers
@@ -467,7 +466,7 @@ def main(argv=None):
         res["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(res))
         return res
-    from tools.experiments import machine_description, write_json
+    from speechbrain_moco.experiments.report import machine_description, write_json
 
     passed = [a for a in argv if not a.startswith("--out")]
     res = {

@@ -123,6 +123,15 @@ def utterance_keys(dataset):
     return [f"{getattr(part, 'source', 'main')}/{uid}" for part in parts for uid in part.data_ids]
 
 
+def utterance_speakers(dataset):
+    """The ``spk_id`` of every row of a two-view dataset, in :func:`utterance_keys`' order
+    (``""`` where the manifest gives none): for reports (e.g. how often SSPS draws a
+    positive of the query's speaker), never for label-free training."""
+    inner = getattr(dataset, "dataset", dataset)
+    parts = inner.datasets if isinstance(inner, torch.utils.data.ConcatDataset) else [inner]
+    return [str(part.data[uid].get("spk_id", "") or "") for part in parts for uid in part.data_ids]
+
+
 def stack_views(batch):
     """(2B, T) waveforms of both views and their relative lengths."""
     v1, v2 = batch.view1, batch.view2

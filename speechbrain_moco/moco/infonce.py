@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 
-def infonce_logits(q, k, negatives, temperature=0.07):
+def infonce_logits(q, k, negatives, temperature=0.07, mask=None):
     """Build ``(logits, labels)`` for a batch of queries.
 
     Arguments
@@ -21,6 +21,9 @@ def infonce_logits(q, k, negatives, temperature=0.07):
         Queue of keys (K, D), L2-normalised.
     temperature : float
         Softmax temperature T.
+    mask : torch.Tensor, optional
+        (B, K) bool, True where a negative is left out of that query's softmax (its logit
+        is -inf): e.g. a queue entry of the query's own positive utterance.
 
     Returns
     -------
@@ -48,6 +51,8 @@ def infonce_logits(q, k, negatives, temperature=0.07):
         negatives = negatives.detach().float()
         pos = (q * k).sum(dim=1, keepdim=True)
         neg = q @ negatives.t()
+        if mask is not None:
+            neg = neg.masked_fill(mask.to(neg.device), float("-inf"))
         logits = torch.cat([pos, neg], dim=1) / temperature
     labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
     return logits, labels

@@ -1,4 +1,5 @@
-"""Training: the Brains (``MoCoBrain`` without labels, ``SpeakerBrain`` with labels or
+"""Training: the Brains (``MoCoBrain`` without labels and its SSPS variant ``SSPSBrain``,
+``SpeakerBrain`` with labels or
 pseudo-labels, both on ``EmbeddingBrain``'s loop), atomic checkpoints, the learning-rate
 schedule, the optimiser step, start-up checks and ``init_from``. What a run folder holds is
 :mod:`speechbrain_moco.run_folder`."""
@@ -10,6 +11,7 @@ from speechbrain_moco.training.init_from import check_init_features, load_encode
 from speechbrain_moco.training.moco_brain import MoCoBrain
 from speechbrain_moco.training.schedule import warmup_cosine
 from speechbrain_moco.training.speaker_brain import SpeakerBrain, init_schedule
+from speechbrain_moco.training.ssps_brain import SSPSBrain
 from speechbrain_moco.training.steps import SafeStepMixin
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "RNGState",
     "SafeStepMixin",
     "SpeakerBrain",
+    "SSPSBrain",
     "check_batch",
     "check_crops",
     "check_encoder",

@@ -29,6 +29,9 @@ from speechbrain_moco.training.steps import SafeStepMixin
 class EmbeddingBrain(ScoringMixin, SafeStepMixin, sb.core.Brain):
     """Shared training loop of the embedding trainers (see module docstring)."""
 
+    # modules left out of the batch-norm rollback of a skipped step (a subclass names its own)
+    step_state_exclude = ()
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.optimizer_step_limit is not None:  # SpeechBrain 1.1.2 leaves the CLI value a str
@@ -117,8 +120,8 @@ class EmbeddingBrain(ScoringMixin, SafeStepMixin, sb.core.Brain):
         should_step = (self.step % self.grad_accumulation_factor) == 0
         self.on_fit_batch_start(batch, should_step)
         # batch-norm statistics move during the forward pass: keep them to undo a bad step
-        # (the queue and the SSPS memory change only after a good step)
-        state = ModuleState(self.modules, exclude=("queue", "ssps"))
+        # (what a method changes only after a good step, e.g. MoCo's queue, is left out)
+        state = ModuleState(self.modules, exclude=self.step_state_exclude)
         with self.no_sync(not should_step):
             with self.training_ctx:
                 outputs = self.compute_forward(batch, sb.Stage.TRAIN)

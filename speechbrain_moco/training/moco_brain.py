@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_moco.dataio.datasets import stack_views, utterance_keys
+from speechbrain_moco.dataio.datasets import stack_views
 from speechbrain_moco.encoder import embed
 from speechbrain_moco.moco.distributed import (
     all_gather_nograd,
@@ -41,7 +41,15 @@ logger = get_logger(__name__)
 
 
 class MoCoBrain(EmbeddingBrain):
-    """Momentum Contrast trainer (see module docstring for the modules)."""
+    """Momentum Contrast trainer (see module docstring for the modules).
+
+    A contrastive variant is a subclass (``SSPSBrain``): it changes what a query's positive
+    and negatives are through :meth:`positive_pairs` and adds its side effects to
+    :meth:`on_fit_batch_end`; this class stays plain MoCo.
+    """
+
+    # modules whose buffers change only after a good step (not rolled back with batch norm)
+    step_state_exclude = ("queue",)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -71,8 +79,10 @@ class MoCoBrain(EmbeddingBrain):
         """
         batch = batch.to(self.device)
         wavs, lengths = stack_views(batch)
+        clean = None
         if stage == sb.Stage.TRAIN:
             wavs, lengths = self.random_crop_length(wavs, lengths)
+            clean = (wavs, lengths)
             wavs = self.augment(wavs, lengths)
         half = wavs.shape[0] // 2
         views = [(wavs[:half], lengths[:half]), (wavs[half:], lengths[half:])]
@@ -81,28 +91,21 @@ class MoCoBrain(EmbeddingBrain):
         # the cost of one 2B-row call on CPU (measured: 19 vs 33 ms at 64 x 2 s)
         queries = [self.query(*views[q], stage) for q, _ in pairs]
         keys = {k: self.key(*views[k], stage) for _, k in pairs}
-        slots = self.memory_slots(batch, stage)
-        positives = dict(keys)
-        if stage == sb.Stage.TRAIN and self.modules.ssps.active():
-            # SSPS: the positive is another utterance's key from a nearby pseudo-class
-            gen = torch.Generator().manual_seed(self.step_seed("ssps"))
-            positives = {k: self.modules.ssps.positives(slots.cpu(), v, gen) for k, v in keys.items()}
+        positives, masks, extra = self.positive_pairs(batch, keys, clean, stage)
         negatives = self.modules.queue.negatives()
         logits, labels = zip(
             *(
-                infonce_logits(query, positives[k], negatives, self.hparams.temperature)
+                infonce_logits(query, positives[k], negatives, self.hparams.temperature, masks.get(k))
                 for query, (_, k) in zip(queries, pairs)
             )
         )
-        return {"logits": torch.cat(logits), "labels": torch.cat(labels), "keys": keys[1], "slots": slots}
+        return dict(extra, logits=torch.cat(logits), labels=torch.cat(labels), keys=keys[1])
 
-    def memory_slots(self, batch, stage):
-        """Rows of the batch's training utterances in the SSPS memory (-1 when SSPS is off,
-        and for validation)."""
-        index = getattr(self, "slot_of", None)
-        if not index or stage != sb.Stage.TRAIN:
-            return torch.full((len(batch.id),), -1, dtype=torch.long, device=self.device)
-        return torch.tensor([index[f"{s}/{u}"] for s, u in zip(batch.source, batch.id)], device=self.device)
+    def positive_pairs(self, batch, keys, clean, stage):
+        """``(positives, masks, extra outputs)`` of a batch: plain MoCo takes each view's
+        own key as its positive and every queue entry as a negative (no mask, nothing extra).
+        ``clean``: the training views before augmentation (None outside training)."""
+        return keys, {}, {}
 
     def step_seed(self, what, per_rank=True):
         """A seed for this step's draws of ``what`` (reproducible on resume; per process
@@ -164,8 +167,6 @@ class MoCoBrain(EmbeddingBrain):
             ema_update(self.modules.key_model, self.modules.embedding_model, m)
             ema_update(self.modules.key_projector, self.modules.projector, m)
         self.modules.queue.enqueue(all_gather_nograd(outputs["keys"]))
-        if self.modules.ssps.enabled:  # every rank writes the global batch: the same memory
-            self.modules.ssps.write(all_gather_nograd(outputs["slots"]), all_gather_nograd(outputs["keys"]))
         self.source_counts.update(batch.source)
 
     # ------------------------------------------------------------ optimisation
@@ -182,48 +183,14 @@ class MoCoBrain(EmbeddingBrain):
         check_queue(self.modules.queue.size, batch_size, world_size(), n_utterances)
 
     # ------------------------------------------------------------------ stages
-    def fit(self, epoch_counter, train_set, valid_set=None, *args, **kwargs):
-        """SpeechBrain's ``fit``; with SSPS, first one memory row per training utterance
-        (sized before a checkpoint restores it)."""
-        if self.modules.ssps.enabled:
-            if isinstance(train_set, torch.utils.data.DataLoader):
-                raise ValueError("SSPS needs the training dataset, not a DataLoader, to index its memory")
-            keys = utterance_keys(train_set)
-            self.slot_of = {key: i for i, key in enumerate(keys)}
-            if len(self.slot_of) != len(keys):
-                raise ValueError("SSPS: two training rows share a source and an ID")
-            self.fingerprint = zlib.crc32("\n".join(keys).encode())
-            self.modules.ssps.allocate(len(keys), self.embedding_dim(), self.fingerprint)
-        return super().fit(epoch_counter, train_set, valid_set, *args, **kwargs)
-
-    def on_fit_start(self):
-        """SpeechBrain's start (resume included), then a resumed SSPS memory must be this
-        training set's."""
-        super().on_fit_start()
-        ssps = self.modules.ssps
-        if ssps.enabled and ssps.memory.shape[0] != len(self.slot_of):
-            raise ValueError(
-                f"the checkpoint's SSPS memory holds {ssps.memory.shape[0]} utterances, the training "
-                f"set {len(self.slot_of)}: the corpus changed since; use a new --output_folder"
-            )
-        if ssps.enabled and int(ssps.fingerprint) != self.fingerprint:
-            raise ValueError(
-                "the checkpoint's SSPS memory lists other utterances (or another order) than the "
-                "training set: the corpus changed since; use a new --output_folder"
-            )
-
     def on_stage_start(self, stage, epoch=None):
-        """Crops of this epoch; per-source crop counters; SSPS clusters when due."""
+        """Crops of this epoch; per-source crop counters."""
         super().on_stage_start(stage, epoch)
         if stage == sb.Stage.TRAIN:
             self.source_counts = collections.Counter()
-            self.modules.ssps.refresh(epoch)
 
     def epoch_meta(self):
-        """Momentum, queue fill, SSPS coverage and the crops drawn from each source (this
-        process)."""
+        """Momentum, queue fill and the crops drawn from each source (this process)."""
         meta = {"momentum": self.current_momentum(), "queue_filled": int(self.modules.queue.filled)}
-        if self.modules.ssps.active():
-            meta["ssps_coverage"] = round(self.modules.ssps.coverage(), 4)
         meta.update({f"crops_{k}": v for k, v in sorted(self.source_counts.items())})
         return meta

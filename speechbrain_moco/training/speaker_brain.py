@@ -169,18 +169,58 @@ class SpeakerBrain(EmbeddingBrain):
             and gate is not None
             and self.hparams.epoch_counter.current >= self.hparams.loss_gate_epoch
         ):
-            per_sample = aam_losses(self.hparams.compute_cost.loss_fn, logits, spk)
-            kept = per_sample.detach() <= gate
-            self.gate_kept += int(kept.sum())
-            self.gate_seen += kept.numel()
-            # a batch with nothing under the gate contributes nothing (a zero with a graph)
-            loss = (per_sample * kept).sum() / kept.sum().clamp(min=1)
+            loss = self.gated_loss(logits, spk, gate)
         else:
             loss = self.hparams.compute_cost(logits, spk)
+        if stage == sb.Stage.TRAIN:
+            loss = loss + self.l2sp_penalty()
         hits = (logits.detach().squeeze(1).argmax(dim=-1) == spk.squeeze(1)).float()
         self.acc_sum += float(hits.sum())
         self.acc_count += hits.numel()
         return loss
+
+    def gated_loss(self, logits, spk, gate):
+        """Mean AAM loss of the samples at or under ``gate``; with ``loss_gate_relabel``, a
+        sample over it whose most likely class (softmax of the scaled cosines, no margin) has
+        at least that probability trains on that class instead."""
+        loss_fn = self.hparams.compute_cost.loss_fn
+        per_sample = aam_losses(loss_fn, logits, spk)
+        kept = per_sample.detach() <= gate
+        total = per_sample * kept
+        used = kept
+        relabel = self.hparams.loss_gate_relabel
+        if relabel is not None:
+            with torch.no_grad():
+                probs = torch.softmax(self.hparams.scale * logits.squeeze(1), dim=1)
+                confidence, guess = probs.max(dim=1)
+            fixed = ~kept & (confidence >= relabel)
+            if bool(fixed.any()):
+                total = total + aam_losses(loss_fn, logits, guess.unsqueeze(1)) * fixed
+                used = kept | fixed
+            self.gate_relabelled += int(fixed.sum())
+        self.gate_kept += int(kept.sum())
+        self.gate_seen += kept.numel()
+        # a batch with nothing used contributes nothing (a zero with a graph)
+        return total.sum() / used.sum().clamp(min=1)
+
+    def l2sp_penalty(self):
+        """``l2sp_weight`` x the squared distance of the encoder's weights to the ones it was
+        initialised with (0 for a scratch run or a zero weight)."""
+        weight = self.hparams.l2sp_weight
+        if not weight or not self.hparams.init_from or not getattr(self, "l2sp_start", None):
+            return 0.0
+        if self.frozen(sb.Stage.TRAIN):  # no gradient may reach a frozen encoder
+            return 0.0
+        params = [p for p in self.modules.embedding_model.parameters() if p.requires_grad]
+        return weight * sum(((p - p0) ** 2).sum() for p, p0 in zip(params, self.l2sp_start))
+
+    def on_fit_start(self):
+        """The initial encoder weights (L2-SP's anchor: taken before a checkpoint is
+        recovered, so a resumed run keeps the initialisation's), then the shared start."""
+        if self.hparams.l2sp_weight and self.hparams.init_from:
+            params = [p for p in self.modules.embedding_model.parameters() if p.requires_grad]
+            self.l2sp_start = [p.detach().clone() for p in params]
+        super().on_fit_start()
 
     def current_margin(self):
         """The AAM margin of this step: linear from 0 to ``margin`` over the first
@@ -194,10 +234,12 @@ class SpeakerBrain(EmbeddingBrain):
         """Reset the loss-gate counters, then the shared start of a stage."""
         super().on_stage_start(stage, epoch)
         if stage == sb.Stage.TRAIN:  # kept through validation, for the epoch's history row
-            self.gate_kept, self.gate_seen = 0, 0
+            self.gate_kept, self.gate_seen, self.gate_relabelled = 0, 0, 0
 
     def epoch_meta(self):
         meta = {"encoder_frozen": self.frozen(sb.Stage.TRAIN), "margin": round(self.current_margin(), 4)}
         if getattr(self, "gate_seen", 0):
             meta["loss_gate_kept"] = round(self.gate_kept / self.gate_seen, 4)
+            if self.hparams.loss_gate_relabel is not None:
+                meta["loss_gate_relabelled"] = round(self.gate_relabelled / self.gate_seen, 4)
         return meta

@@ -30,7 +30,6 @@ from speechbrain_moco.dataio import (
     two_view_dataset,
     validation_manifest,
 )
-from speechbrain_moco.training import MoCoBrain
 from speechbrain_moco.verification import metrics_line
 
 
@@ -81,8 +80,9 @@ if __name__ == "__main__":
     # 4. The Brain. Query branch: Fbank -> normalisation -> embedding_model -> projector;
     #    key branch: momentum copies (no gradient); InfoNCE against the queue. The EMA
     #    update and the enqueue happen after each optimiser step (on_fit_batch_end).
-    #    Subclass MoCoBrain to change the loss or the views.
-    brain = MoCoBrain(
+    #    The yaml names the class (brain_class): subclass MoCoBrain to change the positives or
+    #    the loss (speechbrain_moco.training.SSPSBrain is one) and name yours there.
+    brain = hparams["brain_class"](
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
         hparams=hparams,

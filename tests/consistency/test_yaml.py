@@ -18,6 +18,7 @@ TRAINING = os.path.join(ROOT, "speechbrain_moco", "training")
 BRAINS = {  # Brain class -> the library files whose code reads self.hparams
     "MoCoBrain": ["moco_brain.py", "embedding_brain.py", "scoring.py"],
     "SpeakerBrain": ["speaker_brain.py", "embedding_brain.py", "scoring.py"],
+    "SSPSBrain": ["ssps_brain.py", "moco_brain.py", "embedding_brain.py", "scoring.py"],
 }
 SCRIPT_OF = [
     ("moco", "train_moco.py"),
@@ -43,12 +44,15 @@ def script_of(yaml_path):
 
 
 def code_reading(yaml_path):
-    """``(script code, Brain code)`` of the programs that read ``yaml_path``."""
+    """``(script code, Brain code)`` of the programs that read ``yaml_path``: the Brain a
+    script builds by name, or the one its yaml names (``brain_class``)."""
     with open(script_of(yaml_path), encoding="utf-8") as f:
         script = f.read()
+    with open(yaml_path, encoding="utf-8") as f:
+        named = re.findall(r"^brain_class: !name:[\w.]*\.(\w+)", f.read(), flags=re.M)
     brain = ""
     for cls, files in BRAINS.items():
-        if re.search(rf"\b{cls}\(", script):
+        if re.search(rf"\b{cls}\(", script) or cls in named:
             for name in files:
                 with open(os.path.join(TRAINING, name), encoding="utf-8") as f:
                     brain += f.read()

@@ -15,7 +15,6 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_moco.dataio import run_preparation
-from speechbrain_moco.training import MoCoBrain
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SPEC = importlib.util.spec_from_file_location(
@@ -25,8 +24,8 @@ recipe = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(recipe)  # the recipe's dataio_prep (its __main__ block does not run)
 
 
-class RecordingBrain(MoCoBrain):
-    """Keeps each step's loss, batch IDs and keys.
+class Recording:
+    """Mixed into the yaml's Brain (MoCo or SSPS): keeps each step's loss, batch IDs and keys.
 
     With ``FREEZE_BN=1`` every batch-norm layer normalises with its (initial)
     running statistics, so a step no longer depends on how the global batch is
@@ -75,15 +74,14 @@ if __name__ == "__main__":
     sb.create_experiment_directory(hparams["output_folder"], hparams_file, overrides)
     prepared, _ = run_preparation(hparams["prepare_data"], hparams["data_folder"], hparams["manifest_folder"])
     train_set, valid_set, loaders = recipe.dataio_prep(hparams, prepared["data_root"])
-    brain = RecordingBrain(
-        hparams["modules"], hparams["opt_class"], hparams, run_opts, hparams["checkpointer"]
-    )
+    brain_class = type("RecordingBrain", (Recording, hparams["brain_class"]), {})
+    brain = brain_class(hparams["modules"], hparams["opt_class"], hparams, run_opts, hparams["checkpointer"])
     brain.fit(hparams["epoch_counter"], train_set, valid_set, **loaders)
     rank = int(os.environ.get("RANK", 0))
     torch.save(
         {
             "queue": brain.modules.queue.state_dict(),
-            "ssps": brain.modules.ssps.state_dict(),
+            "ssps": brain.modules.ssps.state_dict() if "ssps" in brain.modules else None,
             "encoder": brain.modules.embedding_model.state_dict(),
             "steps": brain.record,
         },

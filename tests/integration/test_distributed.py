@@ -145,10 +145,12 @@ def test_end_of_run_scoring_without_validation_under_torchrun(tone_corpus, tmp_p
     assert "EER" in proc.stdout + proc.stderr
 
 
-def test_two_gloo_ranks_hold_the_same_ssps_memory_and_clusters(tone_corpus, tmp_path):
-    """Issue 19: every rank writes the global batch's keys and k-means is broadcast."""
+def test_two_gloo_ranks_hold_the_same_ssps_memories_and_clusters(tone_corpus, tmp_path):
+    """Every rank writes the global batch's reference embeddings and keys, k-means is
+    broadcast: both ranks hold the same memories, queues and clusters (moco_ssps.yaml)."""
     args = [a for a in ARGS if not a.startswith(("--number_of_epochs", "--optimizer_step_limit"))]
-    args += ["--number_of_epochs=3", "--ssps_start_epoch=2", "--ssps_cluster_size=3"]
+    args[0] = "recipes/Folder/MoCo/hparams/moco_ssps.yaml"
+    args += ["--number_of_epochs=3", "--ssps_epochs=2", "--ssps_cluster_size=3", "--ssps_queue_size=8"]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29536"]
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
     cmd = torchrun + [WORKER] + args
@@ -157,8 +159,9 @@ def test_two_gloo_ranks_hold_the_same_ssps_memory_and_clusters(tone_corpus, tmp_
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False)["ssps"] for r in (0, 1)]
-    assert bool(ranks[0]["written"].all()) and ranks[0]["memory"].shape[0] == 32
+    assert bool(ranks[0]["written"].all()) and ranks[0]["reference"].shape[0] == 32
     assert int(ranks[0]["clustered_epoch"]) == 3 and ranks[0]["centroids"].shape[0] == round(32 / 3)
+    assert bool((ranks[0]["pos_slots"] >= 0).all())
     for name, value in ranks[0].items():
         assert torch.equal(value, ranks[1][name]), name
 

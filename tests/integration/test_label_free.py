@@ -20,8 +20,9 @@ def command(corpus, out, rounds=1, moco_epochs=3):
         f"--output_folder={out}",
         "--verification_file=trials.txt",
         f"--rounds={rounds}",
+        "--moco_hparams=recipes/Folder/MoCo/hparams/moco_ssps.yaml",
         f"--moco_overrides={{{TINY_NET}, queue_size: 8, number_of_epochs: {moco_epochs}, "
-        "ssps_start_epoch: 2}",
+        "ssps_epochs: 2, ssps_queue_size: 8}",
         "--pseudo_label_overrides={n_clusters: 4}",
         f"--train_overrides={{{TINY_NET}, number_of_epochs: 2, freeze_epochs: 1, margin_warmup_epochs: 1}}",
         "--device=cpu",
@@ -50,26 +51,37 @@ def test_label_free_pipeline_runs_every_stage_and_links_the_final_one(tone_corpu
     # OUT/final is scored like any training run
     printed = verify(out / "final", tone_corpus, tmp_path / "ev")
     assert "EER" in printed
-    # a rerun reuses every finished stage; another command for a stage is refused
+    # a rerun reuses every finished stage
     again = run(command(tone_corpus, out, rounds=2), timeout=300)
     assert "label-free pipeline done" in again
-    assert all(json.loads((out / f"{s}.stage.json").read_text())["finished"] for s in ("moco", "pl1", "pl2"))
+    assert all(json.loads((out / f"{s}.done.json").read_text())["finished"] for s in ("moco", "pl1", "pl2"))
+    reused = {s["stage"]: s["reused"] for s in json.loads((out / "stages.json").read_text())["stages"]}
+    assert all(reused.values())
     # a stage redone makes the later ones stale: they run again, the earlier ones are reused
     shutil.rmtree(out / "pl2_labels")
-    os.remove(out / "pl2_labels.stage.json")
+    os.remove(out / "pl2_labels.done.json")
     run(command(tone_corpus, out, rounds=2), timeout=600)
     reused = {s["stage"]: s["reused"] for s in json.loads((out / "stages.json").read_text())["stages"]}
     assert reused == {"moco": True, "pl1_labels": True, "pl1": True, "pl2_labels": False, "pl2": False}
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    changed = subprocess.run(
-        [sys.executable] + command(tone_corpus, out, rounds=2, moco_epochs=4),
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert changed.returncode != 0 and "stage moco was run as" in changed.stderr
+    # another command for a stage runs it again, and every stage after it
+    run(command(tone_corpus, out, rounds=2, moco_epochs=4), timeout=900)
+    reused = {s["stage"]: s["reused"] for s in json.loads((out / "stages.json").read_text())["stages"]}
+    assert not any(reused.values())
+    assert len((out / "moco" / "train_log.txt").read_text().splitlines()) == 4
+
+
+def test_label_free_round_from_a_finished_moco_run(tone_corpus, tmp_path):
+    """--moco_run: no MoCo stage, round 1 clusters with the given run and starts from it."""
+    moco = tmp_path / "lf" / "moco"
+    run(command(tone_corpus, tmp_path / "lf", rounds=1), timeout=900)
+    out = tmp_path / "from_run"
+    args = [a for a in command(tone_corpus, out) if not a.startswith(("--moco_overrides", "--moco_hparams"))]
+    printed = run(args + [f"--moco_run={moco}"], timeout=600)
+    assert "label-free pipeline done: 2 stages" in printed
+    summary = json.loads((out / "stages.json").read_text())
+    assert [s["stage"] for s in summary["stages"]] == ["pl1_labels", "pl1"] and summary["moco_run"] == str(moco)
+    assert not (out / "moco").exists()
+    assert json.loads((out / "pl1" / "run_info.json").read_text())["init_from"] == str(moco)
 
 
 def test_label_free_pipeline_rejects_a_missing_data_folder(tmp_path):

@@ -25,7 +25,7 @@ class RecordingBrain(MoCoBrain):
         self.losses = getattr(self, "losses", []) + [float(loss.detach())]
 
 
-def build(corpus, out, brain_class=None, run_opts=None, prepare=True, **overrides):
+def build(corpus, out, brain_class=None, run_opts=None, prepare=True, yaml=YAML, **overrides):
     opts = {
         "data_folder": corpus,
         "output_folder": str(out),
@@ -41,7 +41,7 @@ def build(corpus, out, brain_class=None, run_opts=None, prepare=True, **override
         "seed": 7,
     }
     opts.update(overrides)
-    with open(YAML, encoding="utf-8") as f:
+    with open(yaml, encoding="utf-8") as f:
         hp = load_hyperpyyaml(f, opts)
     if prepare:  # False: keep the manifests already written (files changed since)
         prepare_folder(

@@ -129,100 +129,83 @@ def test_init_from_mismatched_architecture_fails_clearly(tone_corpus, tmp_path):
     assert proc.returncode != 0 and "does not fit" in proc.stdout + proc.stderr
 
 
-def test_compare_writes_table_and_det(tmp_path):
+def test_compare_over_folds_and_seeds_with_intervals_variants_and_reuse(tmp_path):
     from conftest import write_tone_corpus
 
     corpus = write_tone_corpus(str(tmp_path / "tones"), n_speakers=8, n_utts=6)
     os.remove(os.path.join(corpus, "trials.txt"))  # the split generates its own list
     out = tmp_path / "cmp"
-    compare = [f"{SUP}/compare.py", f"--data_folder={corpus}", f"--output_folder={out}", "--n_clusters=4"]
-    compare += ["--rounds=1", "--stage_args=" + " ".join(SMALL[:-1] + ["--number_of_epochs=1"])]
-    stdout = run(compare, timeout=900)
-    result = json.load(open(out / "comparison.json"))
-    assert [r["system"] for r in result["systems"]] == ["moco", "scratch", "moco_init", "pl1"]
-    assert result["n_train_speakers"] == 4 and result["n_test_speakers"] == 4
-    for row in result["systems"]:
-        assert 0.0 <= row["metrics"]["trials.txt"]["EER"] <= 100.0
-        assert row["total_seconds"] >= row["train_seconds"] > 0
-    assert (out / "det_trials.png").stat().st_size > 1000
-    assert "| moco_init |" in stdout and "relative" in stdout
-    # test speakers never train: no test speaker in any training manifest
-    test_spk = set(json.load(open(out / "split" / "split.json"))["test_speakers"])
-    for system in ("moco", "scratch"):
-        rows = (out / system / "manifests" / "train.csv").read_text().splitlines()[1:]
-        assert rows and not {r.split(",")[-1] for r in rows} & test_spk
-    # a second call reuses every stage and every scoring
-    marker = (out / "moco.done.json").stat().st_mtime
-    scored = {
-        s: (out / "eval" / s / "trials" / "metrics.json").stat().st_mtime_ns for s in ("moco", "scratch")
-    }
-    run(compare)
-    assert (out / "moco.done.json").stat().st_mtime == marker
-    for system, mtime in scored.items():
-        assert (out / "eval" / system / "trials" / "metrics.json").stat().st_mtime_ns == mtime, system
-    # a run whose checkpoints changed is scored again, the others are not
-    ckpt = next(p for p in (out / "moco" / "save").rglob("*") if p.is_file())
-    os.utime(ckpt, ns=(ckpt.stat().st_atime_ns, ckpt.stat().st_mtime_ns + 10**9))
-    # the label-free pipeline and MoCo alone, per seed, by cosine and PLDA (issue 19)
     tiny = "channels: 16, emb_dim: 16, n_mels: 24, batch_size: 4, crop_seconds: 0.5, num_workers: 0"
-    lf_args = [
-        "--label_free",
-        "--label_free_args=--rounds=1 --pseudo_label_overrides={n_clusters: 4} "
-        f"--moco_overrides={{{tiny}, queue_size: 8, number_of_epochs: 2, ssps_start_epoch: 2}} "
-        f"--train_overrides={{{tiny}, number_of_epochs: 1}}",
-    ]
-    stdout = run(compare + lf_args + ["--short_epochs=2"], timeout=900)
-    assert (out / "eval" / "moco" / "trials" / "metrics.json").stat().st_mtime_ns != scored["moco"]
-    assert (out / "eval" / "scratch" / "trials" / "metrics.json").stat().st_mtime_ns == scored["scratch"]
-    result = json.load(open(out / "comparison.json"))
-    assert [r["system"] for r in result["systems"]][-2:] == ["ssps", "lf_pl1"]
-    summary = result["label_free"]["trials.txt"]
-    assert set(summary["cosine_mean_eer"]) == {"moco", "ssps", "lf_pl1"}
-    assert set(summary["plda_mean_eer"]) == {"moco", "lf_pl1"} and summary["best"] in ("ssps", "lf_pl1")
-    assert "label-free, trials.txt" in stdout
-    assert os.readlink(out / "lf" / "final") == "pl1"
-    # a shorter supervised schedule (its own --number_of_epochs wins over --stage_args'),
-    # compared with the scratch run of its own schedule
-    assert result["change_reference"] == {"moco_init": "scratch", "moco_init_e2": "scratch_e2"}
-    for system, epochs in (("scratch", 1), ("scratch_e2", 2), ("moco_init_e2", 2)):
-        log = (out / system / "train_log.txt").read_text().splitlines()
-        assert [line.split(",")[0] for line in log] == [f"epoch: {e}" for e in range(1, epochs + 1)]
-    assert "moco_init_e2 vs scratch_e2, trials.txt" in stdout
-    # more systems: the done ones are reused; an encoder-LR variant, a freeze variant and a
-    # second seed of every supervised system are added
-    variants = ["--encoder_lr_scale=0.5", "--freeze_epochs=0", "--seeds", "3"]
-    stdout = run(compare + variants, timeout=900)
-    assert (out / "moco.done.json").stat().st_mtime == marker
-    result = json.load(open(out / "comparison.json"))
-    assert [r["system"] for r in result["systems"]] == [
+    compare = [
+        f"{SUP}/compare.py",
+        f"--data_folder={corpus}",
+        f"--output_folder={out}",
+        "--folds=2",
+        "--seeds",
+        "1",
+        "2",
+        "--systems",
         "moco",
         "scratch",
         "moco_init",
-        "pl1",
-        "moco_init_lr0.5",
-        "moco_init_frz0",
-        "scratch_seed3",
-        "moco_init_seed3",
-        "moco_init_lr0.5_seed3",
-        "moco_init_frz0_seed3",
+        "lf",
+        "moco_plda",
+        "--resamples=100",
+        "--stage_args=" + " ".join(SMALL[:-1] + ["--number_of_epochs=1", "--queue_size=8"]),
+        "--label_free_args=--pseudo_label_overrides={n_clusters: 4} "
+        f"--train_overrides={{{tiny}, number_of_epochs: 1}}",
     ]
-    assert sorted(result["moco_init_vs_scratch_eer_change_percent"]["trials.txt"]) == [
-        "moco_init",
-        "moco_init_frz0",
-        "moco_init_lr0.5",
-    ]
-    assert result["change_reference"] == {
-        "moco_init": "scratch",
-        "moco_init_lr0.5": "scratch",
-        "moco_init_frz0": "scratch",
+    stdout = run(compare, timeout=1200)
+    result = json.load(open(out / "comparison.json"))
+    assert list(result["systems"]) == ["moco", "scratch", "moco_init", "lf", "moco_plda"]
+    assert result["lists"] == ["trials_all.txt"] and result["seeds"] == [1, 2]
+    for name, system in result["systems"].items():
+        summary = system["summary"]["trials_all.txt"]
+        assert summary["n_runs"] == 4 and summary["n_folds"] == 2, name
+        low, high = summary["EER_ci95"]
+        assert 0.0 <= low <= high <= 100.0 and summary["EER_std_seeds"] >= 0.0
+        assert sorted(summary["runs"]) == ["fold0/seed1", "fold0/seed2", "fold1/seed1", "fold1/seed2"]
+    pairs = {(c["B"], c["A"]) for c in result["comparisons"]}
+    assert pairs == {
+        ("moco_init", "scratch"),
+        ("moco", "scratch"),
+        ("lf", "moco"),
+        ("moco_plda", "moco"),
+        ("lf", "moco_init"),
     }
-    # the yaml's freeze (3 epochs) for MoCo-init, none for the --freeze_epochs=0 variant
-    for system, freeze in (("moco_init_seed3", 3), ("moco_init_frz0_seed3", 0), ("scratch_seed3", 0)):
-        assert json.load(open(out / system / "run_info.json"))["freeze_epochs"] == freeze, system
-    assert "moco_init_frz0 vs scratch, trials.txt (mean of 2 training seeds)" in stdout
-    info = json.load(open(out / "moco_init_lr0.5_seed3" / "run_info.json"))
-    assert info["init_from"] == str(out / "moco") and info["encoder_lr_scale"] == 0.5
-    assert "moco_init_lr0.5 vs scratch, trials.txt (mean of 2 training seeds)" in stdout
+    for c in result["comparisons"]:
+        low, high = c["difference_ci95"]
+        assert c["half_width"] == (high - low) / 2 >= 0.0
+        assert c["verdict"] == ("better" if high < 0 else "worse" if low > 0 else "not resolved")
+    assert "resolvable" in stdout and "| moco_init vs scratch | trials_all.txt |" in stdout
+    assert result["pseudo_labels"] and all(r["n_clusters"] == 4 for r in result["pseudo_labels"])
+    assert (out / "det_trials_all.png").stat().st_size > 1000
+    # both folds: every speaker is tested once, and no test speaker trains in its fold
+    folds = [json.load(open(out / s / "split.json")) for s in ("split", "split_f1")]
+    assert folds[0]["test_speakers"] == folds[1]["train_speakers"]
+    for fold, split in enumerate(folds):
+        rows = (out / f"f{fold}" / "s1" / "moco" / "manifests" / "train.csv").read_text().splitlines()[1:]
+        assert rows and not {r.split(",")[-1] for r in rows} & set(split["test_speakers"])
+    # the label-free round starts from the same seed's MoCo run
+    info = json.load(open(out / "f0" / "s2" / "moco_init" / "run_info.json"))
+    assert info["init_from"] == str(out / "f0" / "s2" / "moco") and info["seed"] == 2
+    lf = json.load(open(out / "f1" / "s1" / "lf" / "stages.json"))
+    assert lf["moco_run"] == str(out / "f1" / "s1" / "moco") and lf["final"] == "pl1"
+    # a second call reuses every stage; a variant adds only its own stages
+    marker = (out / "f0" / "s1" / "moco.done.json").stat().st_mtime_ns
+    scored = (out / "f0" / "s1" / "eval" / "scratch" / "trials_all.done.json").stat().st_mtime_ns
+    stdout = run(compare + ["--variant", "moco_init_frz0=moco_init:--freeze_epochs=0"], timeout=900)
+    assert (out / "f0" / "s1" / "moco.done.json").stat().st_mtime_ns == marker
+    assert (out / "f0" / "s1" / "eval" / "scratch" / "trials_all.done.json").stat().st_mtime_ns == scored
+    result = json.load(open(out / "comparison.json"))
+    assert result["systems"]["moco_init_frz0"]["summary"]["trials_all.txt"]["n_runs"] == 4
+    assert {"B": "moco_init_frz0", "A": "moco_init"}.items() <= next(
+        c for c in result["comparisons"] if c["B"] == "moco_init_frz0"
+    ).items()
+    for fold in (0, 1):
+        frz = json.load(open(out / f"f{fold}" / "s1" / "moco_init_frz0" / "run_info.json"))
+        assert frz["freeze_epochs"] == 0 and frz["init_from"] == str(out / f"f{fold}" / "s1" / "moco")
+    assert "moco_init_frz0 vs moco_init" in stdout
 
 
 def test_supervised_recipe_under_torchrun_with_two_processes(tone_corpus, tmp_path):

@@ -5,8 +5,8 @@ import torch
 from speechbrain.lobes.features import Fbank
 from speechbrain.processing.features import InputNormalization
 
+from speechbrain_moco.experiments.baselines import fit_global_norm
 from speechbrain_moco.verification.embeddings import check_norm_loaded
-from tools.baselines import fit_global_norm
 
 
 def test_global_norm_without_statistics_is_refused():
@@ -106,7 +106,7 @@ def test_random_encoder_estimates_the_global_norm_once_and_not_for_cached_embedd
 ):
     import os
 
-    from tools import baselines as ex
+    from speechbrain_moco.experiments import baselines as ex
 
     calls = []
     real = ex.fit_global_norm
@@ -126,7 +126,7 @@ def test_untrained_evaluation_reads_each_trial_file_header_once(tone_corpus, tmp
     import os
 
     from speechbrain_moco.dataio import trials as trial_io
-    from tools import baselines as ex
+    from speechbrain_moco.experiments import baselines as ex
 
     probed = []
     real = trial_io.audio_frames

@@ -59,6 +59,9 @@ def speaker_brain(**hparams):
         margin_warmup_epochs=0,
         loss_gate=None,
         loss_gate_epoch=1,
+        loss_gate_relabel=None,
+        l2sp_weight=0.0,
+        scale=30,
         compute_cost=loss,
         epoch_counter=EpochCounter(4),
     )
@@ -66,7 +69,7 @@ def speaker_brain(**hparams):
     modules = {"embedding_model": torch.nn.Linear(4, 3), "classifier": torch.nn.Linear(3, 2)}
     brain = SpeakerBrain(modules=modules, opt_class=torch.optim.SGD, hparams=hp, run_opts={"device": "cpu"})
     brain.steps_per_epoch = 10
-    brain.gate_kept = brain.gate_seen = 0
+    brain.gate_kept = brain.gate_seen = brain.gate_relabelled = 0
     return brain
 
 
@@ -111,3 +114,56 @@ def test_loss_gate_leaves_out_the_samples_above_it():
     late.hparams.epoch_counter.current = 1
     full = late.compute_objectives((logits, None), batch, sb.Stage.TRAIN)
     assert float(full) == pytest.approx(float(each.mean()), rel=1e-5)
+
+
+def test_label_correction_trains_a_confident_gated_sample_on_its_top_class():
+    import speechbrain as sb
+
+    from speechbrain_moco.training.speaker_brain import aam_losses
+
+    brain = speaker_brain(loss_gate=2.0, loss_gate_relabel=0.9)
+    brain.hparams.epoch_counter.current = 1
+    # row 2 is labelled 1 but confidently class 0: gated, then trained on class 0
+    logits = torch.tensor([[[0.9, -0.9]], [[-0.9, 0.9]], [[0.9, -0.9]]], requires_grad=True)
+    batch = SimpleNamespace(spk_id_encoded=(torch.tensor([[0], [1], [1]]), None))
+    loss = brain.compute_objectives((logits, None), batch, sb.Stage.TRAIN)
+    fixed = aam_losses(brain.hparams.compute_cost.loss_fn, logits, torch.tensor([[0], [1], [0]]))
+    assert float(loss) == pytest.approx(float(fixed.mean()))
+    assert (brain.gate_kept, brain.gate_relabelled, brain.gate_seen) == (2, 1, 3)
+    # an unsure top class (under the threshold) stays gated out
+    brain = speaker_brain(loss_gate=2.0, loss_gate_relabel=0.9)
+    brain.hparams.epoch_counter.current = 1
+    unsure = torch.tensor([[[0.9, -0.9]], [[-0.9, 0.9]], [[0.01, -0.01]]])
+    each = aam_losses(brain.hparams.compute_cost.loss_fn, unsure, batch.spk_id_encoded[0])
+    if each[2] > 2.0:
+        loss = brain.compute_objectives((unsure, None), batch, sb.Stage.TRAIN)
+        assert float(loss) == pytest.approx(float(each[:2].mean())) and brain.gate_relabelled == 0
+
+
+def test_l2sp_pulls_an_initialised_encoder_towards_its_start_and_never_a_frozen_one():
+    brain = speaker_brain(l2sp_weight=0.5, init_from="runs/moco", freeze_epochs=1)
+    brain.on_fit_start = lambda: None  # no checkpointer here: take the anchor by hand
+    encoder = brain.modules.embedding_model
+    brain.l2sp_start = [p.detach().clone() for p in encoder.parameters()]
+    with torch.no_grad():
+        encoder.weight.add_(0.1)
+    brain.hparams.epoch_counter.current = 1  # frozen: no penalty
+    assert brain.l2sp_penalty() == 0.0
+    brain.hparams.epoch_counter.current = 2
+    penalty = brain.l2sp_penalty()
+    assert float(penalty) == pytest.approx(0.5 * 0.01 * encoder.weight.numel())
+    penalty.backward()
+    assert torch.allclose(encoder.weight.grad, torch.full_like(encoder.weight, 0.5 * 2 * 0.1))
+    assert speaker_brain(l2sp_weight=0.5).l2sp_penalty() == 0.0  # a scratch run has no anchor
+
+
+def test_subcenter_head_takes_the_best_of_its_centres():
+    from speechbrain_moco.training.classifier import SubcenterClassifier, speaker_classifier
+
+    head = SubcenterClassifier(input_size=2, out_neurons=2, subcenters=2)
+    with torch.no_grad():  # class 0: centres at 0 and 90 degrees; class 1: at 180 degrees (twice)
+        head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [-1.0, 0.0]]))
+    out = head(torch.tensor([[[0.0, 2.0]], [[-1.0, 0.0]]]))
+    assert torch.allclose(out, torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]]), atol=1e-6)
+    with pytest.raises(ValueError, match="aam_subcenters"):
+        speaker_classifier(2, 2, 0)

@@ -1,10 +1,12 @@
-"""StageRunner: a finished stage is reused only for the same command and unchanged yaml files."""
+"""StageRunner: one reuse rule. A stage is reused while its command, the values of its yaml
+files, its declared inputs and the stages it starts from are unchanged; otherwise it runs
+again from an empty folder. An interrupted stage resumes; a failed one names its log."""
 
-import hashlib
+import json
 
 import pytest
 
-from tools.experiments import StageRunner, uses_ssps
+from speechbrain_moco.experiments.runner import StageRunner, hparams_digests, yaml_digest
 
 STAGE = """import os, sys
 out = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--output_folder=")][0]
@@ -15,29 +17,49 @@ sys.exit(3 if "--fail=1" in sys.argv else 0)
 """
 
 
-def test_reuse_needs_same_command_and_same_yaml(tmp_path):
+def runs(work, name):
+    return (work / name / "runs").read_text()
+
+
+def test_reuse_needs_same_command_and_same_yaml_values(tmp_path):
     script, cfg = tmp_path / "stage.py", tmp_path / "h.yaml"
     script.write_text(STAGE)
-    cfg.write_text("lr: 0.1\n")
-    runner = StageRunner(tmp_path / "work")
+    cfg.write_text("lr: 0.1  # a comment\n")
+    work = tmp_path / "work"
+    runner = StageRunner(work)
     done = runner.run("s", [script, cfg, "--lr=0.2"])
-    digest = hashlib.sha256(b"lr: 0.1\n").hexdigest()
-    assert done["hparams_sha256"] == {str(cfg.resolve()): digest}
-    assert runner.run("s", [script, cfg, "--lr=0.2"]) == done  # reused, not rerun
-    assert (tmp_path / "work" / "s" / "runs").read_text() == "x"
-    with pytest.raises(ValueError, match="another command"):
-        runner.run("s", [script, cfg, "--lr=0.5"])
-    cfg.write_text("lr: 0.3\n")  # a changed default
-    with pytest.raises(ValueError, match=r"h\.yaml changed since the stage ran"):
-        runner.run("s", [script, cfg, "--lr=0.2"])
-    cfg.write_text("lr: 0.1\n")  # back to the yaml the stage ran with: reused again
-    assert runner.run("s", [script, cfg, "--lr=0.2"]) == done
-    assert (tmp_path / "work" / "s" / "runs").read_text() == "x"
+    assert done["hparams_sha256"] == {str(cfg.resolve()): yaml_digest(cfg)} and not done["reused"]
+    assert runner.run("s", [script, cfg, "--lr=0.2"])["reused"]
+    assert runs(work, "s") == "x"
+    cfg.write_text("# a banner\nlr: 0.1    # another comment\n")  # comments only: the same yaml
+    assert runner.run("s", [script, cfg, "--lr=0.2"])["reused"]
+    cfg.write_text("lr: 0.3\n")  # a changed value: run again, from an empty folder
+    assert not runner.run("s", [script, cfg, "--lr=0.2"])["reused"]
+    assert runs(work, "s") == "x"
+    assert not runner.run("s", [script, cfg, "--lr=0.5"])["reused"]  # another command
+    assert runs(work, "s") == "x"
+    assert runner.run("s", [script, cfg, "--lr=0.5"])["reused"]
+
+
+def test_a_stage_reruns_after_an_earlier_stage_or_an_input_changed(tmp_path):
+    script, trials = tmp_path / "stage.py", tmp_path / "trials.txt"
+    script.write_text(STAGE)
+    trials.write_text("1 a b\n")
+    work = tmp_path / "work"
+    runner = StageRunner(work)
+    runner.run("train", [script])
+    runner.run("score", [script, "--x=1"], after=["train"], inputs=[trials])
+    assert runner.run("score", [script, "--x=1"], after=["train"], inputs=[trials])["reused"]
+    trials.write_text("0 a b\n")
+    assert not runner.run("score", [script, "--x=1"], after=["train"], inputs=[trials])["reused"]
+    runner.run("train", [script, "--epochs=2"])  # the earlier stage ran again
+    assert not runner.run("score", [script, "--x=1"], after=["train"], inputs=[trials])["reused"]
+    assert runner.run("score", [script, "--x=1"], after=["train"], inputs=[trials])["reused"]
+    with pytest.raises(RuntimeError, match="must finish before"):
+        runner.run("later", [script], after=["never_ran"])
 
 
 def test_hparams_digests_name_the_yaml_files_of_a_command():
-    from tools.experiments import hparams_digests
-
     assert hparams_digests(["recipes/Folder/MoCo/train_moco.py", "--lr=0.1"]) == {}
     digests = hparams_digests(
         [
@@ -53,32 +75,23 @@ def test_hparams_digests_name_the_yaml_files_of_a_command():
     assert all(len(v) == 64 for v in digests.values())
 
 
-def test_failed_stage_names_its_log_and_leaves_no_marker(tmp_path):
+def test_failed_stage_names_its_log_and_resumes_in_its_folder(tmp_path):
     (tmp_path / "stage.py").write_text(STAGE)
-    runner = StageRunner(tmp_path / "work")
+    work = tmp_path / "work"
+    runner = StageRunner(work)
     with pytest.raises(RuntimeError, match=r"stage s failed \(exit 3\); log .*s\.log"):
         runner.run("s", [tmp_path / "stage.py", "--fail=1"])
-    assert not (tmp_path / "work" / "s.done.json").exists()
-    assert runner.run("s", [tmp_path / "stage.py"])["resumed"] is True  # its folder exists
+    assert json.loads((work / "s.done.json").read_text())["finished"] is False
+    with pytest.raises(RuntimeError):  # the same command, still unfinished: resumed in its folder
+        runner.run("s", [tmp_path / "stage.py", "--fail=1"])
+    assert runs(work, "s") == "xx"
+    done = runner.run("s", [tmp_path / "stage.py"])  # another command: from an empty folder
+    assert done["resumed"] is False and runs(work, "s") == "x"
 
 
-@pytest.mark.parametrize(
-    "line, expected",
-    [
-        ("ssps_start_epoch:        # null = plain MoCo (both views of one utterance); >= 2", False),
-        ("ssps_start_epoch: null   # null = plain MoCo", False),
-        ("ssps_start_epoch: ~", False),
-        ("ssps_start_epoch:", False),
-        ("ssps_start_epoch: 11     # null = plain MoCo", True),
-        ("ssps_start_epoch: 2", True),
-    ],
-)
-def test_uses_ssps_reads_the_saved_yaml(tmp_path, line, expected):
-    """A null written as SpeechBrain saves it (nothing before the comment) is plain MoCo."""
-    (tmp_path / "hyperparams.yaml").write_text(f"seed: 1986\n{line}\nssps_refresh_epochs: 1\n")
-    assert uses_ssps(tmp_path) is expected
-
-
-def test_uses_ssps_without_the_key_is_plain_moco(tmp_path):
-    (tmp_path / "hyperparams.yaml").write_text("seed: 1986\n")
-    assert uses_ssps(tmp_path) is False
+def test_nested_stage_names_and_no_device(tmp_path):
+    (tmp_path / "stage.py").write_text(STAGE + "assert not any(a.startswith('--device') for a in sys.argv)\n")
+    runner = StageRunner(tmp_path / "work", device=None)
+    runner.run("f0/s1/moco", [tmp_path / "stage.py"])
+    assert (tmp_path / "work" / "f0" / "s1" / "moco.done.json").is_file()
+    assert (tmp_path / "work" / "logs" / "f0" / "s1" / "moco.log").is_file()

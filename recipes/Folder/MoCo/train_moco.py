@@ -10,7 +10,8 @@ To run::
     python recipes/Folder/MoCo/train_moco.py recipes/Folder/MoCo/hparams/moco.yaml \
         [--data_folder=ROOT] [--verification_file=TRIALS] [--output_folder=OUT]
 
-or ``python train_moco.py hparams/moco.yaml`` from this folder. Without
+or ``python train_moco.py hparams/moco.yaml`` from this folder. The yaml names the Brain
+(``brain_class``): ``MoCoBrain`` for plain MoCo, ``SSPSBrain`` in ``moco_ssps.yaml``. Without
 ``--data_folder`` the Folder yaml prepares the embedded synthetic corpus. The
 VoxCeleb, CN-Celeb and LibriSpeech recipes link to this script: a recipe is its yaml,
 which names the corpus preparation (``prepare_data``). Several GPUs:
@@ -34,7 +35,6 @@ from data_prep import prep_function
 from speechbrain_moco import dataio
 from speechbrain_moco.hparams_io import load_yaml
 from speechbrain_moco.run_folder import RunStatus, write_run_info
-from speechbrain_moco.training import MoCoBrain
 
 logger = get_logger(__name__)
 
@@ -125,7 +125,8 @@ if __name__ == "__main__":
         write_run_info(hparams["output_folder"], data_root, *manifests, trials=trials)
 
         train_set, valid_set, loaders = dataio_prep(hparams, data_root)
-        brain = MoCoBrain(
+        # MoCoBrain, or a method variant's subclass (moco_ssps.yaml: SSPSBrain)
+        brain = hparams["brain_class"](
             hparams["modules"], hparams["opt_class"], hparams, run_opts, hparams["checkpointer"]
         )
         brain.fit(hparams["epoch_counter"], train_set, valid_set, **loaders)

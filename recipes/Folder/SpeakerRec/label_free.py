@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Recipe for the whole label-free pipeline: MoCo (SSPS on request) -> pseudo speakers -> AAM, iterated.
+"""Recipe for the whole label-free pipeline: MoCo -> pseudo speakers -> AAM, iterated.
 
 To run::
 
@@ -9,8 +9,8 @@ To run::
 Each stage is the recipe command a user could type, run in turn, its output in ``OUT/<stage>``:
 
 1. ``moco``: ``train_moco.py`` with ``moco_hparams`` and ``moco_overrides`` (plain MoCo by
-   default; ``{ssps_start_epoch: N}`` adds SSPS after N - 1 epochs of plain MoCo: positives from
-   other utterances of nearby pseudo-classes);
+   default; ``moco_hparams: recipes/Folder/MoCo/hparams/moco_ssps.yaml`` trains MoCo with
+   SSPS, positives from other utterances of a pseudo-class);
 2. for each round r = 1 .. ``rounds``: ``pl<r>_labels``, ``pseudo_labels.py`` clustering every
    training utterance with the previous stage's encoder (MoCo for round 1: iterated
    pseudo-labels re-cluster with the newest encoder), then ``pl<r>``,
@@ -18,25 +18,25 @@ Each stage is the recipe command a user could type, run in turn, its output in `
    stage, with ``train_overrides`` (margin warm-up, loss gate: what keeps label noise from
    compounding).
 
+``--moco_run=RUN`` (a finished MoCo training folder) skips stage 1: round 1 clusters with
+that run's encoder and starts from it (how ``compare.py`` runs the pipeline on its own MoCo
+runs).
+
 ``OUT/final`` links to the last stage's training folder: the pipeline's output, chosen
 without looking at any trial list, which ``verify.py --pretrain_path=OUT/final`` scores like
 any other run. With ``--verification_file`` every training stage scores that list and
 ``OUT/stages.md`` / ``stages.json`` / ``det.png`` compare them. No speaker label is read
 anywhere (the pseudo-label report's NMI against the manifests' ``spk_id`` is a report only).
-A finished stage (``OUT/<stage>.stage.json`` records its command and the SHA-256 of its
-yaml files) is reused; an interrupted one resumes from its checkpoint; one whose earlier
-stages ran again is run again; a stage whose command or yaml changed is an error. Every
-SpeechBrain run option given (``--device``, ``--precision`` ...) goes to every stage.
+Stages run through :class:`speechbrain_moco.experiments.runner.StageRunner`
+(``OUT/<stage>.done.json``): a finished stage is reused; an interrupted one resumes from its
+checkpoint; one whose command, yaml values or earlier stages changed runs again from an
+empty folder. Every SpeechBrain run option given (``--device``, ``--precision`` ...) goes to
+every stage.
 """
 
-import hashlib
 import json
 import os
-import shlex
-import shutil
-import subprocess
 import sys
-import time
 
 import speechbrain_moco  # noqa: F401  (first: it quiets SpeechBrain's import-time torchvision note)
 
@@ -45,12 +45,12 @@ import speechbrain as sb
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_moco.dataio import trial_list_path
+from speechbrain_moco.experiments.runner import ROOT, StageRunner
 from speechbrain_moco.hparams_io import load_yaml
 from speechbrain_moco.run_folder import RunStatus
 from speechbrain_moco.verification import read_scores
 from speechbrain_moco.verification.plots import plot_det
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", ".."))
 logger = get_logger(__name__)
 
 
@@ -70,88 +70,35 @@ def repo_path(path):
     return path if os.path.isabs(path) else os.path.join(ROOT, path)
 
 
-def yaml_digests(cmd):
-    """SHA-256 of every yaml file a stage command names (a changed yaml is a changed stage)."""
-    paths = [a.split("=", 1)[-1] for a in cmd if a.endswith((".yaml", ".yml"))]
-    out = {}
-    for path in paths:
-        if os.path.isfile(path):
-            with open(path, "rb") as f:
-                out[path] = hashlib.sha256(f.read()).hexdigest()
-    return out
-
-
-def run_stage(name, cmd, out, log_folder, upstream_ran=False):
-    """Run ``python CMD`` unless ``OUT/<name>`` finished with the same command, the same yaml
-    files and the same earlier stages; returns the stage's record ``{"stage", "command",
-    "seconds", "reused"}``. A finished stage whose earlier stages were just run again is
-    stale: its folder is removed and it runs again."""
-    folder = os.path.join(out, name)
-    record_path = os.path.join(out, f"{name}.stage.json")
-    command = [sys.executable] + cmd
-    shown, digests = "python " + shlex.join(cmd), yaml_digests(cmd)
-    if os.path.isfile(record_path):
-        with open(record_path, encoding="utf-8") as f:
-            record = json.load(f)
-        if record["command"] != shown or record.get("yaml_sha256", digests) != digests:
-            what = "was run as" if record["command"] != shown else "has other yaml files than when run as"
-            raise ValueError(
-                f"{record_path}: stage {name} {what}\n  {record['command']}\nnow\n  {shown}\n"
-                f"use a new --output_folder, or delete {folder} and {record_path} (and the later "
-                "stages') to redo it"
-            )
-        if record.get("finished") and os.path.isdir(folder) and not upstream_ran:
-            logger.info("stage %s already done (%.0f s)", name, record["seconds"])
-            return dict(record, reused=True)
-        if record.get("finished") and upstream_ran:
-            logger.warning("stage %s is older than the earlier stages just run: running it again", name)
-            shutil.rmtree(folder, ignore_errors=True)
-    logger.info("stage %s: %s", name, shown)
-    start = time.time()
-    log_path = os.path.join(log_folder, f"{name}.log")
-    with open(record_path, "w", encoding="utf-8") as f:
-        json.dump({"stage": name, "command": shown, "yaml_sha256": digests, "finished": False}, f, indent=2)
-    with open(log_path, "a", encoding="utf-8") as log:
-        proc = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        with open(log_path, encoding="utf-8") as f:
-            tail = f.read()[-3000:]
-        raise RuntimeError(f"stage {name} failed (exit {proc.returncode}); its log is {log_path}:\n{tail}")
-    record = {
-        "stage": name,
-        "command": shown,
-        "yaml_sha256": digests,
-        "finished": True,
-        "seconds": round(time.time() - start, 1),
-    }
-    with open(record_path, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=2)
-    return dict(record, reused=False)
-
-
 def stage_commands(hparams, run_opts):
-    """``[(stage, script arguments)]`` of the pipeline, in order; the training stages'
-    output folders are the stages' (``OUT/<stage>``)."""
+    """``[(stage, script arguments, earlier stages it starts from)]`` of the pipeline, in
+    order; each stage's output folder (``OUT/<stage>``) is added by the runner. With
+    ``moco_run`` (a finished MoCo training folder) there is no MoCo stage: round 1 starts
+    from that run."""
     out, data, seed = hparams["output_folder"], hparams["data_folder"], hparams["seed"]
     # the SpeechBrain run options given on the command line, forwarded to every stage
     common = [f"--{k}={run_opts[k]}" for k in sorted(run_opts.overridden_args)]
     trials = [f"--verification_file={hparams['verification_file']}"] if hparams["verification_file"] else []
-    moco = os.path.join(out, "moco")
-    stages = [
-        (
-            "moco",
-            [
-                "recipes/Folder/MoCo/train_moco.py",
-                repo_path(hparams["moco_hparams"]),
-                f"--data_folder={data}",
-                f"--output_folder={moco}",
-                f"--seed={seed}",
-            ]
-            + trials
-            + as_arguments(hparams["moco_overrides"])
-            + common,
+    stages = []
+    if hparams["moco_run"]:
+        moco, previous_stage = hparams["moco_run"], []
+    else:
+        moco, previous_stage = os.path.join(out, "moco"), ["moco"]
+        stages.append(
+            (
+                "moco",
+                [
+                    "recipes/Folder/MoCo/train_moco.py",
+                    repo_path(hparams["moco_hparams"]),
+                    f"--data_folder={data}",
+                    f"--seed={seed}",
+                ]
+                + trials
+                + as_arguments(hparams["moco_overrides"])
+                + common,
+                [],
+            )
         )
-    ]
     previous = moco
     for r in range(1, hparams["rounds"] + 1):
         labels, trained = os.path.join(out, f"pl{r}_labels"), os.path.join(out, f"pl{r}")
@@ -162,7 +109,6 @@ def stage_commands(hparams, run_opts):
                     "recipes/Folder/SpeakerRec/pseudo_labels.py",
                     repo_path(hparams["pseudo_label_hparams"]),
                     f"--pretrain_path={previous}",
-                    f"--output_folder={labels}",
                     # every training utterance, each round (not the rows a filter kept)
                     f"--train_annotation={moco}/manifests/train.csv",
                     f"--valid_annotation={moco}/manifests/valid.csv",
@@ -170,6 +116,7 @@ def stage_commands(hparams, run_opts):
                 ]
                 + as_arguments(hparams["pseudo_label_overrides"])
                 + common,
+                previous_stage,
             )
         )
         stages.append(
@@ -179,7 +126,6 @@ def stage_commands(hparams, run_opts):
                     "recipes/Folder/SpeakerRec/train_speaker_embeddings.py",
                     repo_path(hparams["train_hparams"]),
                     f"--data_folder={data}",
-                    f"--output_folder={trained}",
                     f"--init_from={previous}",
                     f"--train_annotation={labels}/train.csv",
                     f"--valid_annotation={labels}/valid.csv",
@@ -188,9 +134,10 @@ def stage_commands(hparams, run_opts):
                 + trials
                 + as_arguments(hparams["train_overrides"])
                 + common,
+                previous_stage + [f"pl{r}_labels"],
             )
         )
-        previous = trained
+        previous, previous_stage = trained, [f"pl{r}"]
     return stages
 
 
@@ -217,7 +164,12 @@ def compare_stages(out, records, trials):
         _, _, scores, labels = read_scores(os.path.join(eval_dir, "scores.txt"))
         systems[record["stage"]] = (scores, labels)
         rows.append(
-            {"stage": record["stage"], "EER": metrics["EER"], "minDCF_p0.01": metrics["minDCF_p0.01"]}
+            {
+                "stage": record["stage"],
+                "EER": metrics["EER"],
+                "EER_ci95": metrics.get("EER_ci95"),
+                "minDCF_p0.01": metrics["minDCF_p0.01"],
+            }
         )
     for record in records:
         if record["stage"].endswith("_labels"):
@@ -225,10 +177,17 @@ def compare_stages(out, records, trials):
                 clusters = json.load(f)
             record["n_clusters"] = clusters.get("n_clusters")
     plot_det(
-        systems, os.path.join(out, "det.png"), title=f"DET: label-free stages on {os.path.basename(trials)}"
+        systems,
+        os.path.join(out, "det.png"),
+        title=f"DET: label-free stages on {os.path.basename(trials)}",
+        intervals={r["stage"]: r["EER_ci95"] for r in rows if r["EER_ci95"]},
     )
-    lines = ["| stage | EER % | minDCF0.01 |", "| --- | --- | --- |"]
-    lines += [f"| {r['stage']} | {r['EER']:.2f} | {r['minDCF_p0.01']:.3f} |" for r in rows]
+    lines = ["| stage | EER % [95 % CI, speakers] | minDCF0.01 |", "| --- | --- | --- |"]
+    lines += [
+        f"| {r['stage']} | {r['EER']:.2f} [{r['EER_ci95'][0]:.2f}, {r['EER_ci95'][1]:.2f}] | "
+        f"{r['minDCF_p0.01']:.3f} |"
+        for r in rows
+    ]
     with open(os.path.join(out, "stages.md"), "w", encoding="utf-8") as f:
         f.write(f"Label-free stages scored on {trials}\n\n" + "\n".join(lines) + "\n")
     return rows
@@ -246,17 +205,37 @@ if __name__ == "__main__":
         hparams["verification_file"] = trial_list_path(hparams["verification_file"], hparams["data_folder"])
     if hparams["rounds"] < 0:
         raise ValueError(f"rounds={hparams['rounds']} must be >= 0")
-    logs = os.path.join(out, "logs")
-    os.makedirs(logs, exist_ok=True)
+    if hparams["moco_run"]:
+        hparams["moco_run"] = os.path.abspath(hparams["moco_run"])
+        if not os.path.isfile(os.path.join(hparams["moco_run"], "manifests", "train.csv")):
+            raise FileNotFoundError(
+                f"--moco_run={hparams['moco_run']} is not a finished MoCo training folder "
+                "(no manifests/train.csv)"
+            )
+        if hparams["rounds"] < 1:
+            raise ValueError("--moco_run with rounds=0 has nothing to do")
+    runner = StageRunner(out, device=None)
     with RunStatus(out):
         records = []
-        for name, cmd in stage_commands(hparams, run_opts):
-            ran = any(not r["reused"] for r in records)
-            records.append(run_stage(name, cmd, out, logs, upstream_ran=ran))
+        for name, cmd, after in stage_commands(hparams, run_opts):
+            record = runner.run(name, cmd, after=after)
+            records.append(dict(record, stage=name))
         final = link_final(out, records[-1]["stage"])
-        summary = {"stages": records, "final": records[-1]["stage"]}
-        if hparams["verification_file"]:
-            summary["metrics"] = compare_stages(out, records, hparams["verification_file"])
+        metrics = (
+            compare_stages(out, records, hparams["verification_file"])
+            if hparams["verification_file"]
+            else None
+        )
+        summary = {
+            "stages": [
+                {k: r[k] for k in ("stage", "seconds", "reused", "resumed", "n_clusters") if k in r}
+                for r in records
+            ],
+            "final": records[-1]["stage"],
+            "moco_run": hparams["moco_run"],
+        }
+        if metrics is not None:
+            summary["metrics"] = metrics
         with open(os.path.join(out, "stages.json"), "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
     line = f"label-free pipeline done: {len(records)} stages, final = {final} -> {records[-1]['stage']}"

@@ -1,6 +1,6 @@
 """Systems that need no training, scored on a trial list: Fbank and MFCC mean+std
-statistics, and a randomly initialised encoder (the bars a trained encoder must clear).
-Experiment tooling for ``benchmarks/quality.py``, not part of the library."""
+statistics, and a randomly initialised encoder (the bars a trained encoder must clear), for
+``benchmarks/quality.py``."""
 
 import os
 
