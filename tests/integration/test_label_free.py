@@ -79,7 +79,8 @@ def test_label_free_round_from_a_finished_moco_run(tone_corpus, tmp_path):
     printed = run(args + [f"--moco_run={moco}"], timeout=600)
     assert "label-free pipeline done: 2 stages" in printed
     summary = json.loads((out / "stages.json").read_text())
-    assert [s["stage"] for s in summary["stages"]] == ["pl1_labels", "pl1"] and summary["moco_run"] == str(moco)
+    assert [s["stage"] for s in summary["stages"]] == ["pl1_labels", "pl1"]
+    assert summary["moco_run"] == str(moco)
     assert not (out / "moco").exists()
     assert json.loads((out / "pl1" / "run_info.json").read_text())["init_from"] == str(moco)
 
