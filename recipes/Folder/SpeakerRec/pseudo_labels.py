@@ -26,12 +26,15 @@ import speechbrain_moco  # noqa: F401  (first: it quiets SpeechBrain's import-ti
 # isort: split
 import speechbrain as sb
 import torch
+from speechbrain.utils.logger import get_logger
 
 from speechbrain_moco.dataio import read_csv, utterance_dataset
 from speechbrain_moco.hparams_io import load_yaml
 from speechbrain_moco.pseudo_labels import pseudo_label_manifests
 from speechbrain_moco.run_folder import read_run_info
 from speechbrain_moco.verification import cached_embeddings, load_trained_encoder
+
+logger = get_logger(__name__)
 
 
 def embed_rows(csv_path, rows, data_folder, embed_fn, sample_rate, cache, device, batch_size):
@@ -99,13 +102,34 @@ if __name__ == "__main__":
         extract_seconds=round(extract_seconds, 3),
         data_folder=data_folder,
     )
-    with open(os.path.join(out, "clusters.json"), "w", encoding="utf-8") as f:
+    # a report against the corpus's speaker folders (never used to cluster): a count far from
+    # them says the clustering, not the encoder, is what to look at
+    folders = len({r["spk_id"] for r in train_rows + valid_rows if r["spk_id"]})
+    if folders:
+        report["n_speaker_folders"] = folders
+        if not 0.8 * folders <= report["n_clusters"] <= 1.2 * folders:
+            logger.warning(
+                "%d pseudo speakers for %d speaker folders in the manifests: if the folders are "
+                "speakers, the clusters merge or split them (clusters.json: count_by_p)",
+                report["n_clusters"],
+                folders,
+            )
+    tmp = os.path.join(out, "clusters.json.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
+    os.replace(tmp, os.path.join(out, "clusters.json"))
     print(
         json.dumps(
             {
                 k: report[k]
-                for k in ("n_clusters", "train_kept", "train_rows", "train_speakers", "quality_all")
+                for k in (
+                    "n_clusters",
+                    "n_speaker_folders",
+                    "train_kept",
+                    "train_rows",
+                    "train_speakers",
+                    "quality_all",
+                )
                 if k in report
             }
         )
