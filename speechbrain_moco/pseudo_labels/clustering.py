@@ -272,6 +272,37 @@ def neighbour_grid(n, points=14):
     return sorted({int(round(v)) for v in np.geomspace(2, top, points)})
 
 
+def overcluster_merge(x, n_clusters, factor=4.0, seed=0):
+    """Over-cluster then merge (Hyperion's ``cos_ahc`` stage, wavlm_ssl_sv's k-means 50k ->
+    AHC 7.5k): k-means into ``factor x n_clusters`` small clusters (at most N / 2), then
+    agglomerative clustering of their L2-normalised centroids (cosine, average linkage) into
+    ``n_clusters``; an utterance takes its small cluster's group. Small clusters are purer
+    than speaker-sized ones, and merging whole clusters keeps them together.
+
+    Example
+    -------
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.repeat(rng.standard_normal((3, 8)), 12, axis=0) + 0.1 * rng.standard_normal((36, 8))
+    >>> labels = overcluster_merge(x, 3, factor=3)
+    >>> [len(set(labels[i : i + 12].tolist())) for i in (0, 12, 24)], len(set(labels.tolist()))
+    ([1, 1, 1], 3)
+    """
+    from sklearn.cluster import AgglomerativeClustering
+
+    x = normalise(x)
+    fine = min(max(int(round(factor * n_clusters)), n_clusters), x.shape[0] // 2)
+    if fine <= n_clusters:
+        return cluster_pseudo_labels(x, n_clusters, "kmeans", seed)
+    small = cluster_pseudo_labels(x, fine, "kmeans", seed)
+    ids = np.unique(small)
+    centroids = normalise(np.stack([x[small == i].mean(axis=0) for i in ids]))
+    merged = AgglomerativeClustering(n_clusters=n_clusters, metric="cosine", linkage="average").fit_predict(
+        centroids
+    )
+    lookup = dict(zip(ids.tolist(), merged.tolist()))
+    return np.array([lookup[i] for i in small.tolist()], dtype=np.int64)
+
+
 def purity_filter(x, labels, keep_ratio=1.0, min_cluster_size=2):
     """Boolean mask of the samples kept for training.
 

@@ -22,6 +22,7 @@ from speechbrain_moco.pseudo_labels.clustering import (
     cluster_pseudo_labels,
     clustering_quality,
     estimate_n_clusters,
+    overcluster_merge,
     purity_filter,
     spectral_clusters,
 )
@@ -50,8 +51,11 @@ def pseudo_label_manifests(
     min_cluster_size=2,
     seed=0,
     report_labels=True,
+    overcluster_factor=None,
 ):
-    """Cluster ``x`` (train rows, then valid rows) and write the manifests.
+    """Cluster ``x`` (train rows, then valid rows) and write the manifests. With
+    ``overcluster_factor`` the count (given or estimated) is reached by over-clustering then
+    merging (:func:`~speechbrain_moco.pseudo_labels.clustering.overcluster_merge`).
 
     Returns the ``clusters.json`` report (also written to ``out_folder``).
     """
@@ -78,6 +82,9 @@ def pseudo_label_manifests(
             n_clusters, silhouettes = estimate_n_clusters(x, seed=seed)
             report["silhouette"] = {str(k): v for k, v in silhouettes.items()}
         labels = cluster_pseudo_labels(x, n_clusters, method, seed)
+    if overcluster_factor:
+        labels = overcluster_merge(x, n_clusters, overcluster_factor, seed)
+        report["overcluster_factor"] = overcluster_factor
     report["n_clusters"] = int(n_clusters)
     keep = purity_filter(x, labels, keep_ratio, min_cluster_size)
     report["cluster_seconds"] = round(time.time() - start, 3)

@@ -18,6 +18,7 @@ Modules expected: ``compute_features``, ``mean_var_norm``, ``embedding_model``,
 
 import math
 
+import numpy as np
 import speechbrain as sb
 import torch
 from speechbrain.utils.logger import get_logger
@@ -76,6 +77,43 @@ def aam_losses(loss_fn, logits, targets):
     return -log_probs.gather(1, targets.unsqueeze(1)).squeeze(1)
 
 
+class GateThreshold(torch.nn.Module):
+    """The loss gate of ``loss_gate: auto``, checkpointed with the run (NaN: none yet)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("value", torch.tensor(float("nan"), dtype=torch.float64))
+
+
+def gmm_gate(losses):
+    """Dynamic loss gate (wavlm_ssl_sv's ``LGL_threshold_update_gmm``): a two-component
+    Gaussian mixture of the log losses of an epoch; the threshold is where the two weighted
+    densities meet between their means (clean samples below it). ``inf`` when the losses do
+    not split in two.
+
+    Example
+    -------
+    >>> rng = np.random.default_rng(0)
+    >>> losses = np.exp(np.concatenate([rng.normal(0, 0.3, 900), rng.normal(2.5, 0.3, 100)]))
+    >>> 0.9 < float(np.log(gmm_gate(losses))) < 1.9
+    True
+    """
+    from sklearn.mixture import GaussianMixture
+
+    x = np.log(np.clip(np.asarray(losses, dtype=np.float64), 1e-8, None)).reshape(-1, 1)
+    if x.shape[0] < 10 or float(x.std()) < 1e-6:
+        return float("inf")
+    gmm = GaussianMixture(2, random_state=0).fit(x)
+    means = np.sort(gmm.means_.ravel())
+    grid = np.linspace(means[0], means[1], 1001).reshape(-1, 1)
+    low = int(np.argmin(gmm.means_.ravel()))
+    post = gmm.predict_proba(grid)[:, low]
+    crossing = np.flatnonzero(post < 0.5)
+    if crossing.size == 0 or means[1] - means[0] < 1e-3:
+        return float("inf")
+    return float(np.exp(grid[crossing[0], 0]))
+
+
 class SpeakerBrain(EmbeddingBrain):
     """AAM-softmax speaker classification on one random crop per utterance.
 
@@ -90,6 +128,19 @@ class SpeakerBrain(EmbeddingBrain):
     learning rate throughout, the classifier keeping the full schedule
     (discriminative fine-tuning).
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.gate_threshold = None
+        if self.auto_gate():
+            self.gate_threshold = GateThreshold()
+            if self.checkpointer is not None:
+                self.checkpointer.add_recoverable("loss_gate", self.gate_threshold)
+        self.epoch_losses = []
+
+    def auto_gate(self):
+        """True with ``loss_gate: auto`` (the threshold fitted on each epoch's losses)."""
+        return str(self.hparams.loss_gate).lower() == "auto"
 
     def embedding_dim(self):
         return self.hparams.emb_dim
@@ -164,16 +215,22 @@ class SpeakerBrain(EmbeddingBrain):
         else:
             set_margin(self.hparams.compute_cost.loss_fn, self.hparams.margin)
         gate = self.hparams.loss_gate
+        if self.auto_gate():
+            if stage == sb.Stage.TRAIN:  # this epoch's losses fit the next epoch's gate
+                each = aam_losses(self.hparams.compute_cost.loss_fn, logits.detach(), spk)
+                self.epoch_losses.append(each.cpu().numpy())
+            gate = float(self.gate_threshold.value)
+            gate = None if math.isnan(gate) else gate
         if (
             stage == sb.Stage.TRAIN
             and gate is not None
             and self.hparams.epoch_counter.current >= self.hparams.loss_gate_epoch
         ):
-            loss = self.gated_loss(logits, spk, gate)
+            loss = self.gated_loss(logits, spk, float(gate))
         else:
             loss = self.hparams.compute_cost(logits, spk)
         if stage == sb.Stage.TRAIN:
-            loss = loss + self.l2sp_penalty()
+            loss = loss + self.l2sp_penalty(loss)
         hits = (logits.detach().squeeze(1).argmax(dim=-1) == spk.squeeze(1)).float()
         self.acc_sum += float(hits.sum())
         self.acc_count += hits.numel()
@@ -203,16 +260,20 @@ class SpeakerBrain(EmbeddingBrain):
         # a batch with nothing used contributes nothing (a zero with a graph)
         return total.sum() / used.sum().clamp(min=1)
 
-    def l2sp_penalty(self):
-        """``l2sp_weight`` x the squared distance of the encoder's weights to the ones it was
-        initialised with (0 for a scratch run or a zero weight)."""
+    def l2sp_penalty(self, loss):
+        """L2-SP as wavlm_ssl_sv weighs it: ``l2sp_weight x loss x d / d`` (the second ``loss``
+        and ``d`` without gradient), ``d`` the squared distance of the encoder's weights to the
+        ones it was initialised with. Its gradient is ``l2sp_weight`` x the loss's scale along
+        the pull towards the start, whatever the size of the encoder (wavlm_ssl_sv normalises
+        both terms the same way); 0 for a scratch run, a zero weight or a frozen encoder."""
         weight = self.hparams.l2sp_weight
         if not weight or not self.hparams.init_from or not getattr(self, "l2sp_start", None):
             return 0.0
         if self.frozen(sb.Stage.TRAIN):  # no gradient may reach a frozen encoder
             return 0.0
         params = [p for p in self.modules.embedding_model.parameters() if p.requires_grad]
-        return weight * sum(((p - p0) ** 2).sum() for p, p0 in zip(params, self.l2sp_start))
+        distance = sum(((p - p0) ** 2).sum() for p, p0 in zip(params, self.l2sp_start))
+        return weight * loss.detach() * distance / (distance.detach() + 1e-5)
 
     def on_fit_start(self):
         """The initial encoder weights (L2-SP's anchor: taken before a checkpoint is
@@ -230,14 +291,26 @@ class SpeakerBrain(EmbeddingBrain):
             return self.hparams.margin
         return self.hparams.margin * min(1.0, (self.optimizer_step + 1) / warm)
 
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """With ``loss_gate: auto``, the gate of the next epochs from this epoch's losses
+        (before the end-of-epoch checkpoint keeps it), then the shared end of a stage."""
+        if stage == sb.Stage.TRAIN and self.auto_gate() and self.epoch_losses:
+            gate = gmm_gate(np.concatenate(self.epoch_losses))
+            self.gate_threshold.value.fill_(gate)
+            logger.info("epoch %s: loss gate %.3f (two-component GMM of the log losses)", epoch, gate)
+        super().on_stage_end(stage, stage_loss, epoch)
+
     def on_stage_start(self, stage, epoch=None):
         """Reset the loss-gate counters, then the shared start of a stage."""
         super().on_stage_start(stage, epoch)
+        self.epoch_losses = []
         if stage == sb.Stage.TRAIN:  # kept through validation, for the epoch's history row
             self.gate_kept, self.gate_seen, self.gate_relabelled = 0, 0, 0
 
     def epoch_meta(self):
         meta = {"encoder_frozen": self.frozen(sb.Stage.TRAIN), "margin": round(self.current_margin(), 4)}
+        if self.gate_threshold is not None and not math.isnan(float(self.gate_threshold.value)):
+            meta["loss_gate"] = round(float(self.gate_threshold.value), 4)
         if getattr(self, "gate_seen", 0):
             meta["loss_gate_kept"] = round(self.gate_kept / self.gate_seen, 4)
             if self.hparams.loss_gate_relabel is not None:

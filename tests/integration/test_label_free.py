@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import ROOT, check_metrics, run, verify
 
 TINY_NET = "channels: 16, emb_dim: 16, n_mels: 24, batch_size: 4, crop_seconds: 0.5, num_workers: 0"
@@ -24,7 +25,8 @@ def command(corpus, out, rounds=1, moco_epochs=3):
         f"--moco_overrides={{{TINY_NET}, queue_size: 8, number_of_epochs: {moco_epochs}, "
         "ssps_epochs: 2, ssps_queue_size: 8}",
         "--pseudo_label_overrides={n_clusters: 4}",
-        f"--train_overrides={{{TINY_NET}, number_of_epochs: 2, freeze_epochs: 1, margin_warmup_epochs: 1}}",
+        f"--train_overrides={{{TINY_NET}, number_of_epochs: 3, freeze_epochs: 1, margin_warmup_epochs: 1, "
+        "loss_gate: auto, loss_gate_epoch: 2, loss_gate_relabel: 0.5, aam_subcenters: 3, l2sp_weight: 0.01}",
         "--device=cpu",
     ]
 
@@ -46,8 +48,14 @@ def test_label_free_pipeline_runs_every_stage_and_links_the_final_one(tone_corpu
     clusters = json.loads((out / "pl2_labels" / "clusters.json").read_text())
     assert clusters["pretrain_path"] == str(out / "pl1")
     assert json.loads((out / "pl1" / "run_info.json").read_text())["init_from"] == str(out / "moco")
-    # the margin warm-up reached the yaml's margin
-    assert json.loads(open(out / "pl1" / "history.jsonl").read().splitlines()[-1])["margin"] == 0.2
+    # the label-noise measures ran: margin warmed up, the gate fitted after epoch 1 and
+    # applied from epoch 2, sub-centre classifier
+    history = [json.loads(line) for line in open(out / "pl1" / "history.jsonl")]
+    assert history[-1]["margin"] == 0.2 and "loss_gate" in history[0]
+    assert "loss_gate_kept" in history[-1] and "loss_gate_relabelled" in history[-1]
+    classifier = torch.load(next((out / "pl1" / "save").glob("CKPT*/classifier.ckpt")), map_location="cpu")
+    n_speakers = json.loads((out / "pl1" / "run_info.json").read_text())["n_speakers"]
+    assert classifier["weight"].shape[0] == 3 * n_speakers
     # OUT/final is scored like any training run
     printed = verify(out / "final", tone_corpus, tmp_path / "ev")
     assert "EER" in printed

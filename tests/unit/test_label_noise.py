@@ -1,6 +1,7 @@
 """What keeps pseudo-label noise from compounding: the cluster count, the margin schedule,
 the loss gate (issue 19)."""
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -142,19 +143,21 @@ def test_label_correction_trains_a_confident_gated_sample_on_its_top_class():
 
 def test_l2sp_pulls_an_initialised_encoder_towards_its_start_and_never_a_frozen_one():
     brain = speaker_brain(l2sp_weight=0.5, init_from="runs/moco", freeze_epochs=1)
-    brain.on_fit_start = lambda: None  # no checkpointer here: take the anchor by hand
     encoder = brain.modules.embedding_model
     brain.l2sp_start = [p.detach().clone() for p in encoder.parameters()]
     with torch.no_grad():
         encoder.weight.add_(0.1)
+    loss = torch.tensor(2.0)
     brain.hparams.epoch_counter.current = 1  # frozen: no penalty
-    assert brain.l2sp_penalty() == 0.0
+    assert brain.l2sp_penalty(loss) == 0.0
     brain.hparams.epoch_counter.current = 2
-    penalty = brain.l2sp_penalty()
-    assert float(penalty) == pytest.approx(0.5 * 0.01 * encoder.weight.numel())
-    penalty.backward()
-    assert torch.allclose(encoder.weight.grad, torch.full_like(encoder.weight, 0.5 * 2 * 0.1))
-    assert speaker_brain(l2sp_weight=0.5).l2sp_penalty() == 0.0  # a scratch run has no anchor
+    penalty = brain.l2sp_penalty(loss)
+    distance = 0.01 * encoder.weight.numel()
+    assert float(penalty) == pytest.approx(0.5 * 2.0 * distance / (distance + 1e-5))
+    penalty.backward()  # the pull: weight x loss x 2 (w - w0) / d
+    expected = 0.5 * 2.0 * 2 * 0.1 / (distance + 1e-5)
+    assert torch.allclose(encoder.weight.grad, torch.full_like(encoder.weight, expected))
+    assert speaker_brain(l2sp_weight=0.5).l2sp_penalty(loss) == 0.0  # a scratch run has no anchor
 
 
 def test_subcenter_head_takes_the_best_of_its_centres():
@@ -190,3 +193,26 @@ def test_the_eigengap_count_holds_at_every_corpus_size(n_speakers, per):
     labels, report = spectral_clusters(x, seed=0)
     assert abs(report["n_clusters"] - n_speakers) <= 0.2 * n_speakers, report["count_by_p"]
     assert clustering_quality(labels, truth)["nmi"] > 0.9
+
+
+def test_auto_gate_fits_the_next_epochs_threshold_from_this_epochs_losses():
+    import speechbrain as sb
+
+    from speechbrain_moco.training.speaker_brain import gmm_gate
+
+    rng = np.random.default_rng(0)
+    clean, noisy = np.exp(rng.normal(0, 0.3, 900)), np.exp(rng.normal(2.5, 0.3, 100))
+    gate = gmm_gate(np.concatenate([clean, noisy]))
+    assert (clean <= gate).mean() > 0.97 and (noisy > gate).mean() > 0.97
+    assert gmm_gate(np.ones(50)) == float("inf")  # nothing to split
+    brain = speaker_brain(loss_gate="auto", loss_gate_epoch=2)
+    brain.on_stage_end = lambda *a: None  # no logger here
+    brain.hparams.epoch_counter.current = 1
+    logits = torch.tensor([[[0.9, -0.9]], [[-0.9, 0.9]], [[0.9, -0.9]]], requires_grad=True)
+    batch = SimpleNamespace(spk_id_encoded=(torch.tensor([[0], [1], [1]]), None))
+    full = brain.compute_objectives((logits, None), batch, sb.Stage.TRAIN)  # no gate yet
+    assert len(brain.epoch_losses) == 1 and math.isnan(float(brain.gate_threshold.value))
+    brain.gate_threshold.value.fill_(2.0)
+    brain.hparams.epoch_counter.current = 2
+    gated = brain.compute_objectives((logits, None), batch, sb.Stage.TRAIN)
+    assert float(gated) < float(full) and brain.gate_kept == 2

@@ -95,6 +95,7 @@ if __name__ == "__main__":
         hparams["min_cluster_size"],
         hparams["seed"],
         hparams["report_labels"],
+        hparams["overcluster_factor"],
     )
     report.update(
         pretrain_path=os.path.abspath(run),
