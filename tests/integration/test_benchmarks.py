@@ -80,3 +80,24 @@ def test_speed_benchmark_writes_ratios(tmp_path, tone_corpus):
     assert result["extract"]["audio_seconds_per_second"] > 0
     assert result["step"]["peak_rss_mb"] > 0
     assert "Loader overhead" in open(f"{out}.md").read()
+
+
+def test_bootstrap_speed_benchmark_checks_the_fast_path(tmp_path):
+    out = tmp_path / "bs"
+    run(
+        [
+            "benchmarks/bootstrap_speed.py",
+            f"--data_folder={tmp_path / 'absent'}",  # the generated list of the same shape
+            f"--work_folder={tmp_path / 'w'}",
+            "--resamples=50",
+            "--repeats=1",
+            "--check_resamples=3",
+            f"--out={out}",
+        ],
+        timeout=600,
+    )
+    result = json.load(open(f"{out}.json"))
+    assert result["n_trials"] == 868 * 867 // 2 and result["n_speakers"] == 62
+    assert result["max_abs_difference_eer"] < 1e-9 and result["median_seconds"] > 0
+    low, high = result["intervals"]["EER_ci95"]
+    assert 0 < low < high < 100
