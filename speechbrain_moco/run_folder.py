@@ -6,6 +6,7 @@ to find the data again)."""
 
 import json
 import os
+import re
 import shlex
 import sys
 
@@ -63,34 +64,102 @@ def embedding_checkpoint(init_from):
     )
 
 
+PATH_FIELDS = ("data_folder", "trials", "train_annotation", "valid_annotation", "init_from")
+
+
 def write_run_info(run_folder, data_folder, train_annotation, valid_annotation=None, trials=None, **more):
     """Write ``<run_folder>/run_info.json`` (main process only): where a run's data is.
 
     The command line that made the run, ``data_folder`` (the manifests' ``$data_root``),
-    the training and validation manifests and the trial list it scores, as absolute
-    paths, and any ``more`` fields (JSON values). ``verify.py``, ``pseudo_labels.py`` and
-    the export read it to find the data again.
+    the training and validation manifests and the trial list it scores, and any ``more``
+    fields (JSON values). ``verify.py``, ``pseudo_labels.py`` and the export read it (with
+    :func:`read_run_info`) to find the data again. A path inside the run folder is stored
+    relative to it, so a run folder that is moved or copied elsewhere still finds its own
+    manifests; ``run_folder`` records where it was written.
     """
     if not if_main_process():
         return
+    root = os.path.abspath(run_folder)
+
+    def stored(path):
+        if not path:
+            return path
+        path = os.path.abspath(path)
+        rel = os.path.relpath(path, root)
+        return path if rel.startswith("..") else rel
+
     info = {
         "command": "python " + shlex.join(sys.argv),
+        "run_folder": root,
         "data_folder": os.path.abspath(data_folder),
         "trials": trials and os.path.abspath(trials),
-        "train_annotation": os.path.abspath(train_annotation),
-        "valid_annotation": valid_annotation and os.path.abspath(valid_annotation),
+        "train_annotation": stored(train_annotation),
+        "valid_annotation": stored(valid_annotation),
     }
-    with open(os.path.join(run_folder, "run_info.json"), "w", encoding="utf-8") as f:
+    tmp = os.path.join(run_folder, "run_info.json.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
         json.dump(dict(info, **more), f, indent=2)
+    os.replace(tmp, os.path.join(run_folder, "run_info.json"))
 
 
 def read_run_info(run_folder):
-    """``<run_folder>/run_info.json`` as a dict (an error naming the folder when missing)."""
+    """``<run_folder>/run_info.json`` as a dict of absolute paths (an error naming the folder
+    when missing). Paths are resolved against the folder the run lives in now: a relative one
+    is joined to it, and an absolute one under the folder the run was written in
+    (``run_folder``, or the ``--output_folder`` of its command) that no longer exists is moved
+    along with the run. Whether each path exists is for the caller to check
+    (:func:`require_path`)."""
     path = os.path.join(run_folder, "run_info.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found: is {run_folder} a training --output_folder?")
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        info = json.load(f)
+    here = os.path.abspath(run_folder)
+    old = info.get("run_folder") or _output_folder_of(info.get("command", ""))
+    for key in PATH_FIELDS:
+        value = info.get(key)
+        if not value or not isinstance(value, str):
+            continue
+        if not os.path.isabs(value):
+            info[key] = os.path.join(here, value)
+        elif old and not os.path.exists(value) and (value == old or value.startswith(old.rstrip("/") + "/")):
+            info[key] = os.path.join(here, os.path.relpath(value, old))
+    info["run_folder"] = here
+    return info
+
+
+def _output_folder_of(command):
+    """The ``--output_folder=`` of a recorded command line, or None."""
+    for arg in shlex.split(command):
+        if arg.startswith("--output_folder="):
+            return os.path.abspath(arg.split("=", 1)[1])
+    return None
+
+
+def require_path(info, key, how):
+    """``info[key]`` when that file or folder exists, else a ``FileNotFoundError`` saying
+    which input of the run is gone and ``how`` to supply it."""
+    value = info.get(key)
+    if value and os.path.exists(value):
+        return value
+    raise FileNotFoundError(
+        f"{info.get('run_folder', 'the run')}/run_info.json: its {key} ({value}) is not here: {how}"
+    )
+
+
+def relocated_yaml_text(run_folder):
+    """The run's ``hyperparams.yaml`` with the folder it was written in (its
+    ``output_folder``) replaced by the folder it lives in now: building it (a checkpointer, a
+    logger) then touches nothing at the old place."""
+    hp_path = os.path.join(run_folder, "hyperparams.yaml")
+    with open(hp_path, encoding="utf-8") as f:
+        text = f.read()
+    match = re.search(r"^output_folder:\s*(\S+)", text, flags=re.M)
+    if match and os.path.isabs(match.group(1)):
+        old, new = match.group(1).rstrip("/"), os.path.abspath(run_folder)
+        if old != new:
+            text = re.sub(re.escape(old) + r"(?=[/\s]|$)", lambda _: new, text)
+    return text
 
 
 def append_history(run_folder, row):

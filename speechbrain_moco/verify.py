@@ -41,11 +41,28 @@ def load_model(model_dir, savedir=None, device="cpu"):
     )
 
 
+def check_audio_file(path):
+    """Raise a one-line error naming ``path`` unless it is usable audio (readable, finite,
+    not empty, not silent: :func:`speechbrain_moco.dataio.bad_audio.audio_problem`)."""
+    import soundfile as sf
+
+    from speechbrain_moco.dataio.bad_audio import audio_problem
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"audio file not found: {path}")
+    try:
+        rate = sf.info(path).samplerate
+    except Exception as err:  # soundfile raises several types
+        raise ValueError(f"{path} is not an audio file soundfile can read ({err})") from None
+    problem = audio_problem(path, rate)
+    if problem:
+        raise ValueError(f"{path}: {problem}")
+
+
 def verify_pair(path_a, path_b, model_dir, threshold=None, savedir=None, device="cpu"):
     """``(score, threshold, same_speaker, llr)`` of two audio files."""
     for path in (path_a, path_b):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"audio file not found: {path}")
+        check_audio_file(path)
     model = load_model(model_dir, savedir, device)
     threshold = model.threshold if threshold is None else float(threshold)
     score = model.score_files(path_a, path_b)
@@ -63,12 +80,13 @@ def main(argv=None):
     )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
+    from speechbrain_moco.cli import check_device, user_errors
+
+    with user_errors("speechbrain_moco.verify"):
+        check_device(args.device)
         score, threshold, same, llr = verify_pair(
             args.enrol, args.test, args.model, args.threshold, device=args.device
         )
-    except FileNotFoundError as err:
-        parser.exit(2, f"error: {err}\n")
     decision = "same speaker" if same else "different speakers"
     print(f"score {score:.6f} | llr {llr:+.3f} | threshold {threshold:.6f} | {decision}")
     return score, threshold, same

@@ -7,7 +7,7 @@ Every trial is a ``(label, enrol, test)`` tuple, label 1 for a target trial.
 import itertools
 import os
 
-from speechbrain_moco.dataio.audio import audio_frames
+from speechbrain_moco.dataio.audio import AudioError, audio_frames
 from speechbrain_moco.dataio.manifest import DATA_ROOT, utterance_id, write_manifest
 
 _KALDI_LABELS = {"target": 1, "nontarget": 0}
@@ -241,14 +241,17 @@ def trial_list_path(verification_file, data_folder=None):
     return os.path.abspath(verification_file)
 
 
-def trial_manifest(trials, data_folder, csv_path, trials_path, sample_rate=16000, speaker_of=None):
+def trial_manifest(
+    trials, data_folder, csv_path, trials_path, sample_rate=16000, speaker_of=None, unreadable=None
+):
     """Write the manifest of the unique utterances named in ``trials``; returns ``csv_path``.
 
     IDs are the names exactly as the trial list writes them (paths relative to
     ``data_folder``), so scores map back to the list. ``speaker_of`` (name -> speaker)
     fills ``spk_id``; without it ``spk_id`` is empty (a trial list names no speakers).
     A name that is not a file under ``data_folder`` raises ``FileNotFoundError``
-    naming the list.
+    naming the list. With ``unreadable`` (a dict), a file whose header cannot be read is
+    left out and recorded there (name -> reason) instead of raising.
     """
     rows, seen = [], set()
     for _, enrol, test in trials:
@@ -259,7 +262,13 @@ def trial_manifest(trials, data_folder, csv_path, trials_path, sample_rate=16000
             path = os.path.join(data_folder, rel)
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"{trials_path}: names {rel}, not found under {data_folder}")
-            frames = audio_frames(path)
+            try:
+                frames = audio_frames(path)
+            except AudioError as err:
+                if unreadable is None:
+                    raise
+                unreadable[rel] = str(err).replace(f" {path}", "").replace(f"{path}: ", "")
+                continue
             rows.append(
                 {
                     "ID": rel,

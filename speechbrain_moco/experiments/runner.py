@@ -40,6 +40,8 @@ import time
 import yaml
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_moco.cli import StageFailed
+
 logger = get_logger(__name__)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -243,7 +245,7 @@ class StageRunner:
         if proc.returncode != 0:
             with open(log_path, encoding="utf-8") as f:
                 tail = f.read()[-3000:]
-            raise RuntimeError(f"stage {name} failed (exit {proc.returncode}); log {log_path}:\n{tail}")
+            raise StageFailed(f"stage {name} failed (exit {proc.returncode}); log {log_path}:\n{tail}")
         done = dict(wanted, finished=True, seconds=seconds, resumed=resumed)
         _write_json(path, done)
         return dict(done, reused=False)

@@ -189,9 +189,14 @@ class EmbeddingBrain(ScoringMixin, SafeStepMixin, sb.core.Brain):
         ``sampler`` in ``train_loader_kwargs`` (several sources) has its epoch set
         at every training stage.
         """
-        # wrapped / concatenated datasets lose SpeechBrain's automatic PaddedBatch
+        # wrapped / concatenated datasets (bad audio skipped) lose SpeechBrain's automatic
+        # PaddedBatch, the validation set's as the training set's
         train_loader_kwargs = dict(
             train_loader_kwargs, collate_fn=train_loader_kwargs.get("collate_fn", sb.dataio.batch.PaddedBatch)
+        )
+        valid_loader_kwargs = dict(
+            valid_loader_kwargs or {},
+            collate_fn=(valid_loader_kwargs or {}).get("collate_fn", sb.dataio.batch.PaddedBatch),
         )
         self.sampler = train_loader_kwargs.get("sampler")
         if self.sampler is not None:

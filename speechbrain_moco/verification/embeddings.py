@@ -11,9 +11,11 @@ from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.utils.logger import get_logger
 from tqdm import tqdm
 
+from speechbrain_moco.dataio.bad_audio import REPORT_NAME, usable_rows
 from speechbrain_moco.dataio.datasets import utterance_dataset
+from speechbrain_moco.dataio.manifest import read_manifest, write_manifest
 from speechbrain_moco.encoder import embed
-from speechbrain_moco.run_folder import read_run_info, run_status
+from speechbrain_moco.run_folder import read_run_info, relocated_yaml_text, require_path, run_status
 
 logger = get_logger(__name__)
 
@@ -76,7 +78,9 @@ def save_embeddings(path, ids, embeddings, key=None):
     ``key`` identifies the model that made them (e.g. its checkpoint path).
     """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    torch.save({"ids": list(ids), "embeddings": embeddings, "key": key}, path)
+    tmp = f"{path}.tmp"  # written whole, then renamed: a killed run leaves no half file
+    torch.save({"ids": list(ids), "embeddings": embeddings, "key": key}, tmp)
+    os.replace(tmp, path)
 
 
 def load_embeddings(path):
@@ -113,15 +117,28 @@ def training_embeddings(
     (``run_info.json``) unless ``manifest`` / ``data_folder`` name another one: the
     cohort of score normalisation, the data of label-free PLDA, the mean of cosine mean
     subtraction and of an exported model's embedding normaliser. Cached in
-    ``cache_path`` under ``embed_fn.checkpoint``.
+    ``cache_path`` under ``embed_fn.checkpoint``. Unusable audio is left out and named in
+    ``skipped_audio.txt`` beside the cache.
     """
     if manifest is None:
         info = read_run_info(run_folder)
-        manifest, data_folder = info["train_annotation"], info["data_folder"]
-    data = utterance_dataset(manifest, data_folder, embed_fn.sample_rate)
-    if len(data) > max_utterances:
-        keep = set(random.Random(0).sample(data.data_ids, max_utterances))
-        data = data.filtered_sorted(key_test={"id": lambda uid: uid in keep})
+        how = "give the training utterances as --cohort_annotation=CSV --cohort_data_folder=ROOT"
+        manifest = require_path(info, "train_annotation", how)
+        data_folder = require_path(
+            info, "data_folder", "give the corpus root as --cohort_data_folder=ROOT (or --data_folder)"
+        )
+    rows = read_manifest(manifest)
+    if len(rows) > max_utterances:
+        keep = set(random.Random(0).sample([r["ID"] for r in rows], max_utterances))
+        rows = [r for r in rows if r["ID"] in keep]
+    # unusable audio is left out and named beside the cache (skipped_audio.txt)
+    folder = os.path.dirname(os.path.abspath(cache_path))
+    rows, _ = usable_rows(
+        rows, data_folder, embed_fn.sample_rate, os.path.join(folder, REPORT_NAME), "training utterances"
+    )
+    usable = os.path.join(folder, "training_utterances.csv")
+    write_manifest(rows, usable)
+    data = utterance_dataset(usable, data_folder, embed_fn.sample_rate)
     return cached_embeddings(data, embed_fn, cache_path, embed_fn.checkpoint, device, batch_size, True)[1]
 
 
@@ -145,16 +162,11 @@ def load_trained_encoder(run_folder, device="cpu", average_last=1, crop_seconds=
     hp_path = os.path.join(run_folder, "hyperparams.yaml")
     if not os.path.isfile(hp_path):
         raise FileNotFoundError(f"{hp_path} not found: is {run_folder} a training --output_folder?")
-    with open(hp_path, encoding="utf-8") as fin:
-        train_hp = load_hyperpyyaml(
-            fin,
-            {
-                "output_folder": run_folder,
-                "data_folder": None,
-                "noise_annotation": None,
-                "rir_annotation": None,
-            },
-        )
+    # built from the run's folder as it is now (a moved run creates nothing at its old place)
+    train_hp = load_hyperpyyaml(
+        relocated_yaml_text(run_folder),
+        {"data_folder": None, "noise_annotation": None, "rir_annotation": None},
+    )
     encoder, norm = train_hp["embedding_model"], train_hp["mean_var_norm"]
     ckpt = sb.utils.checkpoints.Checkpointer(
         os.path.join(run_folder, "save"), recoverables={"embedding_model": encoder, "mean_var_norm": norm}

@@ -8,7 +8,9 @@ import os
 
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_moco.dataio.bad_audio import REPORT_NAME, append_report, usable_rows
 from speechbrain_moco.dataio.datasets import utterance_dataset
+from speechbrain_moco.dataio.manifest import read_manifest, write_manifest
 from speechbrain_moco.dataio.trials import read_trials, trial_manifest
 from speechbrain_moco.verification.bootstrap import bootstrap_intervals
 from speechbrain_moco.verification.embeddings import cached_embeddings
@@ -51,6 +53,9 @@ def evaluate_trials(
     Embeddings are cached in ``out_dir/embeddings.pt`` under ``cache_key``.
     ``manifest``: the trial utterances' manifest when the caller already wrote
     it with ``trial_manifest`` (each file's header is otherwise read again).
+    Trial utterances that are unusable audio (:mod:`speechbrain_moco.dataio.bad_audio`) are
+    named in ``out_dir/skipped_audio.txt``; the trials naming them are left out, counted
+    in ``metrics.json`` (``skipped_audio``, ``n_trials_skipped``), never scored.
     ``metrics.json`` holds ``EER_ci95`` and ``minDCF_p0.01_ci95``: 95 % intervals from
     ``ci_resamples`` bootstrap resamples of the list's speakers (of its trials when the
     names give no speaker), drawn with ``ci_seed``
@@ -58,9 +63,35 @@ def evaluate_trials(
     """
     os.makedirs(out_dir, exist_ok=True)
     trials = read_trials(trials_path)
+    unreadable = {}
     csv_path = manifest or trial_manifest(
-        trials, data_folder, os.path.join(out_dir, "trial_utts.csv"), trials_path, sample_rate
+        trials,
+        data_folder,
+        os.path.join(out_dir, "trial_utts.csv"),
+        trials_path,
+        sample_rate,
+        unreadable=unreadable,
     )
+    # bad audio: the trials that name it are left out and counted, never scored
+    report = os.path.join(out_dir, REPORT_NAME)
+    if os.path.isfile(report):
+        os.remove(report)  # this scoring's report, not an earlier one's
+    if unreadable:
+        append_report(report, unreadable)
+    rows = read_manifest(csv_path)
+    kept, bad = usable_rows(rows, data_folder, sample_rate, report, what=f"utterances of {trials_path}")
+    bad.update(unreadable)
+    if bad:
+        csv_path = os.path.join(out_dir, "trial_utts_usable.csv")
+        write_manifest(kept, csv_path)
+        n_before = len(trials)
+        trials = [t for t in trials if t[1] not in bad and t[2] not in bad]
+        if not trials or all(t[0] == 1 for t in trials) or all(t[0] == 0 for t in trials):
+            raise ValueError(
+                f"{trials_path}: {n_before - len(trials)} of {n_before} trials name unusable audio "
+                f"({report}): too few target and non-target trials are left to score"
+            )
+    n_skipped = (len(read_trials(trials_path)) - len(trials)) if bad else 0
     data = utterance_dataset(csv_path, data_folder, sample_rate)
     ids, emb = cached_embeddings(
         data, embed_fn, os.path.join(out_dir, "embeddings.pt"), cache_key, device, batch_size, progress
@@ -85,7 +116,13 @@ def evaluate_trials(
             ci_seed,
         )
     )
-    metrics.update(trials=os.path.abspath(trials_path), backend=type(scorer).__name__, score_norm=score_norm)
+    metrics.update(
+        trials=os.path.abspath(trials_path),
+        backend=type(scorer).__name__,
+        score_norm=score_norm,
+        skipped_audio=len(bad),
+        n_trials_skipped=n_skipped,
+    )
     write_metrics(os.path.join(out_dir, "metrics.json"), metrics)
     backend = {"CosineScorer": "cosine", "PLDAScorer": "PLDA"}.get(
         type(scorer).__name__, type(scorer).__name__

@@ -2,6 +2,7 @@
 ``metrics.json``, and the mapping of trials to embedding rows."""
 
 import json
+import os
 
 import numpy as np
 import torch
@@ -57,11 +58,13 @@ def write_scores(path, trials, scores):
     scores = np.asarray(scores, dtype=np.float64).ravel()
     if len(scores) != len(trials):
         raise ValueError(f"{len(trials)} trials but {len(scores)} scores")
-    with open(path, "w") as fout:
+    tmp = f"{path}.tmp"  # written whole, then renamed: no reader ever sees half a file
+    with open(tmp, "w") as fout:
         fout.writelines(
             f"{enrol_id} {test_id} {float(score)!r} {int(label)}\n"
             for (label, enrol_id, test_id), score in zip(trials, scores)
         )
+    os.replace(tmp, path)
     logger.info("Wrote %d scores to %s", len(trials), path)
 
 
@@ -121,6 +124,8 @@ def write_metrics(path, metrics):
     >>> json.load(open(path))
     {'a': 2.5, 'b': 1}
     """
-    with open(path, "w") as fout:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as fout:
         json.dump(metrics, fout, indent=2, sort_keys=True)
         fout.write("\n")
+    os.replace(tmp, path)

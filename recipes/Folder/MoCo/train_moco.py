@@ -33,6 +33,7 @@ from speechbrain.utils.logger import get_logger
 
 from data_prep import prep_function
 from speechbrain_moco import dataio
+from speechbrain_moco.cli import check_device, device_argument, user_errors
 from speechbrain_moco.hparams_io import load_yaml
 from speechbrain_moco.run_folder import RunStatus, write_run_info
 
@@ -70,8 +71,8 @@ def dataio_prep(hparams, data_root):
     """Two-view training and validation sets, and their loader options for ``fit``.
 
     Utterances shorter than ``min_utterance_seconds`` (null: one crop) are left out and
-    listed in ``short_utterances.txt``; unreadable training audio is skipped and listed in
-    ``skipped_audio.txt``; with ``extra_sources`` every corpus is concatenated and a
+    listed in ``short_utterances.txt``; unreadable training and validation audio is skipped
+    and listed in ``skipped_audio.txt``; with ``extra_sources`` every corpus is concatenated and a
     weighted sampler draws it.
     """
     crops = hparams["two_crops"]
@@ -98,7 +99,10 @@ def dataio_prep(hparams, data_root):
     train = dataio.SkippingDataset(train, os.path.join(out, "skipped_audio.txt"))
     valid = dataio.validation_manifest(hparams["valid_annotation"])  # None: valid_ratio 0
     if valid is not None:
-        valid = dataio.two_view_dataset(valid, data_root, crops)
+        # a bad file drawn into validation is skipped and named as in training
+        valid = dataio.SkippingDataset(
+            dataio.two_view_dataset(valid, data_root, crops), os.path.join(out, "skipped_audio.txt")
+        )
     loaders = {
         "train_loader_kwargs": dict(hparams["train_dataloader_options"], sampler=sampler),
         "valid_loader_kwargs": hparams["valid_dataloader_options"],
@@ -107,29 +111,34 @@ def dataio_prep(hparams, data_root):
 
 
 if __name__ == "__main__":
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
-    sb.utils.distributed.ddp_init_group(run_opts)  # a no-op unless launched by torchrun
-    hparams = load_yaml(hparams_file, overrides)  # a mistyped --key: an error naming the closest
-    verification_file = dataio.trial_list_path(hparams["verification_file"], hparams["data_folder"])
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides
-    )
-    with RunStatus(hparams["output_folder"]):  # status.json: running / finished / failed
-        # Manifests (trial speakers left out of training), written by the main process only
-        prepared, trials = dataio.run_preparation(
-            hparams["prepare_data"], hparams["data_folder"], hparams["manifest_folder"], verification_file
+    with user_errors("train_moco.py"):  # a user's mistake: one line (SBMOCO_TRACEBACK=1: the trace)
+        # before SpeechBrain initialises CUDA: a machine without it gets one line
+        check_device(device_argument(sys.argv[1:]))
+        hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+        sb.utils.distributed.ddp_init_group(run_opts)  # a no-op unless launched by torchrun
+        hparams = load_yaml(hparams_file, overrides)  # a mistyped --key: an error naming the closest
+        verification_file = dataio.trial_list_path(hparams["verification_file"], hparams["data_folder"])
+        sb.create_experiment_directory(
+            experiment_directory=hparams["output_folder"],
+            hyperparams_to_save=hparams_file,
+            overrides=overrides,
         )
-        data_root = prepared["data_root"]
-        logger.info("corpus %s, %d epochs, trial list %s", data_root, hparams["number_of_epochs"], trials)
-        manifests = hparams["train_annotation"], hparams["valid_annotation"]
-        write_run_info(hparams["output_folder"], data_root, *manifests, trials=trials)
+        with RunStatus(hparams["output_folder"]):  # status.json: running / finished / failed
+            # Manifests (trial speakers left out of training), written by the main process only
+            prepared, trials = dataio.run_preparation(
+                hparams["prepare_data"], hparams["data_folder"], hparams["manifest_folder"], verification_file
+            )
+            data_root = prepared["data_root"]
+            logger.info("corpus %s, %d epochs, trial list %s", data_root, hparams["number_of_epochs"], trials)
+            manifests = hparams["train_annotation"], hparams["valid_annotation"]
+            write_run_info(hparams["output_folder"], data_root, *manifests, trials=trials)
 
-        train_set, valid_set, loaders = dataio_prep(hparams, data_root)
-        # MoCoBrain, or a method variant's subclass (moco_ssps.yaml: SSPSBrain)
-        brain = hparams["brain_class"](
-            hparams["modules"], hparams["opt_class"], hparams, run_opts, hparams["checkpointer"]
-        )
-        brain.fit(hparams["epoch_counter"], train_set, valid_set, **loaders)
+            train_set, valid_set, loaders = dataio_prep(hparams, data_root)
+            # MoCoBrain, or a method variant's subclass (moco_ssps.yaml: SSPSBrain)
+            brain = hparams["brain_class"](
+                hparams["modules"], hparams["opt_class"], hparams, run_opts, hparams["checkpointer"]
+            )
+            brain.fit(hparams["epoch_counter"], train_set, valid_set, **loaders)
 
-        if if_main_process():  # score the trial list, and say how the run ended
-            print(brain.finish(trials, data_root))
+            if if_main_process():  # score the trial list, and say how the run ended
+                print(brain.finish(trials, data_root))

@@ -23,6 +23,7 @@ import speechbrain_moco  # noqa: F401  (first: it quiets SpeechBrain's import-ti
 # isort: split
 import speechbrain as sb
 
+from speechbrain_moco.cli import check_device, device_argument, user_errors
 from speechbrain_moco.dataio import trial_list_path
 from speechbrain_moco.hparams_io import load_yaml
 from speechbrain_moco.verification import (
@@ -47,51 +48,54 @@ def make_scorer(hparams, train_emb):
 
 
 if __name__ == "__main__":
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
-    hparams = load_yaml(hparams_file, overrides)  # a mistyped --key: an error naming the closest
-    for key in ("data_folder", "pretrain_path"):
-        if hparams[key] is None:
-            raise ValueError(f"--{key} is required")
-    trials = trial_list_path(hparams["verification_file"], hparams["data_folder"])
-    if trials is None:
-        raise FileNotFoundError("no trial list: give --verification_file")
-    device = run_opts.get("device", "cpu")
-    embed_fn, train_hp = load_trained_encoder(
-        hparams["pretrain_path"], device, hparams["average_checkpoints"], hparams["crop_seconds"]
-    )
+    with user_errors("verify.py"):  # a user's mistake: one line (SBMOCO_TRACEBACK=1: the trace)
+        # before SpeechBrain initialises CUDA: a machine without it gets one line
+        check_device(device_argument(sys.argv[1:]))
+        hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+        hparams = load_yaml(hparams_file, overrides)  # a mistyped --key: an error naming the closest
+        for key in ("data_folder", "pretrain_path"):
+            if hparams[key] is None:
+                raise ValueError(f"--{key} is required")
+        trials = trial_list_path(hparams["verification_file"], hparams["data_folder"])
+        if trials is None:
+            raise FileNotFoundError("no trial list: give --verification_file")
+        device = run_opts.get("device", "cpu")
+        embed_fn, train_hp = load_trained_encoder(
+            hparams["pretrain_path"], device, hparams["average_checkpoints"], hparams["crop_seconds"]
+        )
 
-    needs_train = (
-        hparams["backend"] != "cosine" or hparams["mean_subtraction"] or hparams["score_norm"] is not None
-    )
-    train_emb = None
-    if needs_train:  # label-free: the run's training utterances (or a cohort manifest)
-        cache = os.path.join(hparams["output_folder"], "train_embeddings.pt")
-        train_emb = training_embeddings(
-            hparams["pretrain_path"],
+        needs_train = (
+            hparams["backend"] != "cosine" or hparams["mean_subtraction"] or hparams["score_norm"] is not None
+        )
+        train_emb = None
+        if needs_train:  # label-free: the run's training utterances (or a cohort manifest)
+            cache = os.path.join(hparams["output_folder"], "train_embeddings.pt")
+            train_emb = training_embeddings(
+                hparams["pretrain_path"],
+                embed_fn,
+                cache,
+                device,
+                hparams["batch_size"],
+                hparams["cohort_size"],
+                hparams["cohort_annotation"],
+                hparams["cohort_data_folder"],
+            )
+        metrics = evaluate_trials(
+            trials,
+            hparams["data_folder"],
             embed_fn,
-            cache,
+            hparams["output_folder"],
             device,
             hparams["batch_size"],
-            hparams["cohort_size"],
-            hparams["cohort_annotation"],
-            hparams["cohort_data_folder"],
+            train_hp["sample_rate"],
+            scorer=make_scorer(hparams, train_emb),
+            cohort=train_emb,
+            score_norm=hparams["score_norm"],
+            top_k=hparams["cohort_top_k"],
+            history_path=os.path.join(hparams["pretrain_path"], "history.jsonl"),
+            cache_key=embed_fn.checkpoint,
+            system=os.path.basename(os.path.normpath(hparams["pretrain_path"])),
+            ci_resamples=hparams["ci_resamples"],
+            ci_seed=hparams["ci_seed"],
         )
-    metrics = evaluate_trials(
-        trials,
-        hparams["data_folder"],
-        embed_fn,
-        hparams["output_folder"],
-        device,
-        hparams["batch_size"],
-        train_hp["sample_rate"],
-        scorer=make_scorer(hparams, train_emb),
-        cohort=train_emb,
-        score_norm=hparams["score_norm"],
-        top_k=hparams["cohort_top_k"],
-        history_path=os.path.join(hparams["pretrain_path"], "history.jsonl"),
-        cache_key=embed_fn.checkpoint,
-        system=os.path.basename(os.path.normpath(hparams["pretrain_path"])),
-        ci_resamples=hparams["ci_resamples"],
-        ci_seed=hparams["ci_seed"],
-    )
-    print(metrics_line(metrics))
+        print(metrics_line(metrics))

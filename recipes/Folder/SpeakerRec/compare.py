@@ -52,6 +52,7 @@ import numpy as np
 import speechbrain_moco  # noqa: F401  (first: it quiets SpeechBrain's import-time torchvision note)
 
 # isort: split
+from speechbrain_moco.cli import user_errors
 from speechbrain_moco.experiments import report, stages
 from speechbrain_moco.experiments.evidence import Evidence, comparison_table, summary_table
 from speechbrain_moco.experiments.runner import StageRunner
@@ -374,4 +375,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    with user_errors("compare.py"):  # a user's mistake: one line (SBMOCO_TRACEBACK=1: the trace)
+        main()

@@ -48,6 +48,7 @@ import speechbrain_moco  # noqa: F401  (first: it quiets SpeechBrain's import-ti
 import speechbrain as sb
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_moco.cli import check_device, device_argument, user_errors
 from speechbrain_moco.dataio import trial_list_path
 from speechbrain_moco.experiments.runner import ROOT, StageRunner
 from speechbrain_moco.hparams_io import load_yaml
@@ -198,51 +199,56 @@ def compare_stages(out, records, trials):
 
 
 if __name__ == "__main__":
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
-    hparams = load_yaml(hparams_file, overrides)
-    out = os.path.abspath(hparams["output_folder"])
-    hparams["output_folder"] = out
-    hparams["data_folder"] = os.path.abspath(hparams["data_folder"])
-    if not os.path.isdir(hparams["data_folder"]):
-        raise FileNotFoundError(f"--data_folder={hparams['data_folder']} is not a folder")
-    if hparams["verification_file"]:  # the stages run from the repository root
-        hparams["verification_file"] = trial_list_path(hparams["verification_file"], hparams["data_folder"])
-    if hparams["rounds"] < 0:
-        raise ValueError(f"rounds={hparams['rounds']} must be >= 0")
-    if hparams["moco_run"]:
-        hparams["moco_run"] = os.path.abspath(hparams["moco_run"])
-        if not os.path.isfile(os.path.join(hparams["moco_run"], "manifests", "train.csv")):
-            raise FileNotFoundError(
-                f"--moco_run={hparams['moco_run']} is not a finished MoCo training folder "
-                "(no manifests/train.csv)"
+    with user_errors("label_free.py"):  # a user's mistake: one line (SBMOCO_TRACEBACK=1: the trace)
+        # before SpeechBrain initialises CUDA: a machine without it gets one line
+        check_device(device_argument(sys.argv[1:]))
+        hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+        hparams = load_yaml(hparams_file, overrides)
+        out = os.path.abspath(hparams["output_folder"])
+        hparams["output_folder"] = out
+        hparams["data_folder"] = os.path.abspath(hparams["data_folder"])
+        if not os.path.isdir(hparams["data_folder"]):
+            raise FileNotFoundError(f"--data_folder={hparams['data_folder']} is not a folder")
+        if hparams["verification_file"]:  # the stages run from the repository root
+            hparams["verification_file"] = trial_list_path(
+                hparams["verification_file"], hparams["data_folder"]
             )
-        if hparams["rounds"] < 1:
-            raise ValueError("--moco_run with rounds=0 has nothing to do")
-    runner = StageRunner(out, device=None)
-    with RunStatus(out):
-        records = []
-        for name, cmd, after in stage_commands(hparams, run_opts):
-            record = runner.run(name, cmd, after=after)
-            records.append(dict(record, stage=name))
-        final = link_final(out, records[-1]["stage"])
-        metrics = (
-            compare_stages(out, records, hparams["verification_file"])
-            if hparams["verification_file"]
-            else None
-        )
-        summary = {
-            "stages": [
-                {k: r[k] for k in ("stage", "seconds", "reused", "resumed", "n_clusters") if k in r}
-                for r in records
-            ],
-            "final": records[-1]["stage"],
-            "moco_run": hparams["moco_run"],
-        }
-        if metrics is not None:
-            summary["metrics"] = metrics
-        with open(os.path.join(out, "stages.json"), "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2)
-    line = f"label-free pipeline done: {len(records)} stages, final = {final} -> {records[-1]['stage']}"
-    if "metrics" in summary:
-        line += "; " + ", ".join(f"{r['stage']} EER {r['EER']:.2f}%" for r in summary["metrics"])
-    print(line)
+        if hparams["rounds"] < 0:
+            raise ValueError(f"rounds={hparams['rounds']} must be >= 0")
+        if hparams["moco_run"]:
+            hparams["moco_run"] = os.path.abspath(hparams["moco_run"])
+            if not os.path.isfile(os.path.join(hparams["moco_run"], "manifests", "train.csv")):
+                raise FileNotFoundError(
+                    f"--moco_run={hparams['moco_run']} is not a finished MoCo training folder "
+                    "(no manifests/train.csv)"
+                )
+            if hparams["rounds"] < 1:
+                raise ValueError("--moco_run with rounds=0 has nothing to do")
+        runner = StageRunner(out, device=None)
+        with RunStatus(out):
+            records = []
+            for name, cmd, after in stage_commands(hparams, run_opts):
+                record = runner.run(name, cmd, after=after)
+                records.append(dict(record, stage=name))
+            final = link_final(out, records[-1]["stage"])
+            metrics = (
+                compare_stages(out, records, hparams["verification_file"])
+                if hparams["verification_file"]
+                else None
+            )
+            summary = {
+                "stages": [
+                    {k: r[k] for k in ("stage", "seconds", "reused", "resumed", "n_clusters") if k in r}
+                    for r in records
+                ],
+                "final": records[-1]["stage"],
+                "moco_run": hparams["moco_run"],
+            }
+            if metrics is not None:
+                summary["metrics"] = metrics
+            with open(os.path.join(out, "stages.json"), "w", encoding="utf-8") as f:
+                json.dump(summary, f, indent=2)
+        line = f"label-free pipeline done: {len(records)} stages, final = {final} -> {records[-1]['stage']}"
+        if "metrics" in summary:
+            line += "; " + ", ".join(f"{r['stage']} EER {r['EER']:.2f}%" for r in summary["metrics"])
+        print(line)
