@@ -23,6 +23,11 @@ setup(
         "scipy>=1.10",
         "scikit-learn>=1.3",
         "matplotlib>=3.7",
+        "kaldiio>=2.18",  # Kaldi ark/scp embeddings (speechbrain_moco.embed --kaldi)
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        # ONNX export (torch's exporter needs onnx and onnxscript) and the onnxruntime check
+        "onnx": ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18"],
+        "test": ["pytest>=7", "onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18"],
+    },
 )

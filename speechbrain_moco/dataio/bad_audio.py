@@ -22,6 +22,22 @@ SILENCE_PEAK = 1e-4  # -80 dBFS: a few 16-bit steps (dithered digital silence)
 REPORT_NAME = "skipped_audio.txt"
 
 
+def load_usable(path, sample_rate, start=0, stop=None):
+    """``(waveform, None)`` when ``path[start:stop]`` is usable audio, else ``(None, reason)``
+    (the whole segment is read once: callers that need the audio get it from here)."""
+    stop = int(stop) if stop is not None and int(stop) > 0 else None
+    try:
+        wav = load_audio(path, sample_rate, start=int(start), stop=stop)
+    except AudioError as err:
+        return None, str(err).replace(f"{path}: ", "").replace(f" {path}", "")
+    if wav.numel() == 0:
+        return None, "empty (0 samples)"
+    peak = float(wav.abs().max())
+    if peak <= SILENCE_PEAK:
+        return None, f"silent (peak amplitude {peak:.2g})"
+    return wav, None
+
+
 def audio_problem(path, sample_rate, start=0, stop=None):
     """Why ``path[start:stop]`` cannot be used, or None when it can (the whole segment is read).
 
@@ -38,17 +54,7 @@ def audio_problem(path, sample_rate, start=0, stop=None):
     >>> audio_problem(os.path.join(folder, "nan.wav"), 16000)
     'NaN or infinite samples (a corrupt float file)'
     """
-    stop = int(stop) if stop is not None and int(stop) > 0 else None
-    try:
-        wav = load_audio(path, sample_rate, start=int(start), stop=stop)
-    except AudioError as err:
-        return str(err).replace(f"{path}: ", "").replace(f" {path}", "")
-    if wav.numel() == 0:
-        return "empty (0 samples)"
-    peak = float(wav.abs().max())
-    if peak <= SILENCE_PEAK:
-        return f"silent (peak amplitude {peak:.2g})"
-    return None
+    return load_usable(path, sample_rate, start, stop)[1]
 
 
 def append_report(report_path, skipped):

@@ -2,7 +2,7 @@
 
 ``python -m speechbrain_moco.export --pretrain_path=OUT --model_dir=DIR
 [--operating_point=eer|mindcf0.01|mindcf0.05|far=0.01] [--scores=EVAL/scores.txt]
-[--threshold=T]``
+[--threshold=T] [--onnx]``
 
 ``OUT`` is a training ``--output_folder``. ``DIR`` gets, shaped like a SpeechBrain hub
 model folder:
@@ -25,7 +25,9 @@ The threshold is the ``--operating_point`` of a labelled scored list (``--scores
 default the run's own ``eval/scores.txt``) and the calibration a logistic regression on
 it; without one both come label-free from the scores of pairs of training utterances
 (``far=`` then takes the quantile of those scores, almost all different speakers).
-``--threshold`` sets the threshold by hand.
+``--threshold`` sets the threshold by hand. ``--onnx`` also writes ``embedding_model.onnx``
+(waveforms in, embeddings out: :mod:`speechbrain_moco.verification.onnx_model`) once
+onnxruntime's embeddings of a few files of the run's data equal PyTorch's to 1e-4.
 """
 
 import argparse
@@ -215,6 +217,25 @@ def export_model(
     return info
 
 
+def parity_files(pretrain_path, n=5):
+    """Up to ``n`` usable audio files of a run's own data (its validation, else training
+    manifest) for the ONNX parity check."""
+    from speechbrain_moco.dataio.bad_audio import usable_rows
+    from speechbrain_moco.dataio.manifest import read_manifest
+
+    info = read_run_info(pretrain_path)
+    for key in ("valid_annotation", "train_annotation"):
+        path = info.get(key)
+        if path and os.path.isfile(path):
+            rows = [r for r in read_manifest(path) if int(r["start"]) == 0][: 4 * n]
+            with tempfile.TemporaryDirectory() as tmp:
+                rows, _ = usable_rows(rows, info["data_folder"], 16000, os.path.join(tmp, "s.txt"))
+            paths = [r["wav"].replace("$data_root", info["data_folder"]) for r in rows[:n]]
+            if paths:
+                return paths
+    raise FileNotFoundError(f"{pretrain_path}: no manifest of its data to check the ONNX export on")
+
+
 def main(argv=None):
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -230,10 +251,18 @@ def main(argv=None):
     )
     parser.add_argument("--threshold", type=float, default=None, help="a cosine threshold by hand")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--onnx", action="store_true", help="also write embedding_model.onnx (its parity checked first)"
+    )
+    parser.add_argument("--onnx_tolerance", type=float, default=1e-4)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     info = export_model(
         args.pretrain_path, args.model_dir, args.operating_point, args.scores, args.threshold, args.device
     )
+    if args.onnx:
+        from speechbrain_moco.verification.onnx_model import export_onnx
+
+        info["onnx"] = export_onnx(args.model_dir, parity_files(args.pretrain_path), args.onnx_tolerance)
     print(
         f"model written to {os.path.abspath(args.model_dir)} (threshold {info['threshold']:.4f} at "
         f"{info['operating_point']}; load it as its README.md says)"

@@ -249,16 +249,19 @@ def verification_metrics(scores, labels):
 
 
 def metrics_line(metrics, baseline=None):
-    """One console line of a ``metrics.json`` dict: EER, both minDCFs, number of trials, and
-    the EER of a ``baseline`` (the Fbank statistics of a recipe's ``stats_baseline``).
+    """One console line of a ``metrics.json`` dict: EER (with its 95 % interval when the dict
+    has one), both minDCFs, number of trials, and the EER of a ``baseline`` (the Fbank
+    statistics of a recipe's ``stats_baseline``).
 
     Example
     -------
     >>> metrics_line({"EER": 5.25, "minDCF_p0.01": 0.5, "minDCF_p0.05": 0.25, "n_trials": 8})
     'EER: 5.25% | minDCF(p=0.01): 0.5000 | minDCF(p=0.05): 0.2500 | 8 trials'
     """
+    ci = metrics.get("EER_ci95")
+    shown = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
     line = (
-        f"EER: {metrics['EER']:.2f}% | minDCF(p=0.01): {metrics['minDCF_p0.01']:.4f} | "
+        f"EER: {metrics['EER']:.2f}%{shown} | minDCF(p=0.01): {metrics['minDCF_p0.01']:.4f} | "
         f"minDCF(p=0.05): {metrics['minDCF_p0.05']:.4f} | {metrics['n_trials']} trials"
     )
     if baseline is not None:
