@@ -101,3 +101,39 @@ def test_bootstrap_speed_benchmark_checks_the_fast_path(tmp_path):
     assert result["max_abs_difference_eer"] < 1e-9 and result["median_seconds"] > 0
     low, high = result["intervals"]["EER_ci95"]
     assert 0 < low < high < 100
+
+
+def test_inference_speed_benchmark_runs_every_mode(tmp_path, tone_corpus):
+    from conftest import train_moco
+
+    train_moco(tone_corpus, tmp_path / "moco", "--number_of_epochs=1")
+    model = tmp_path / "model"
+    run(
+        [
+            "-m",
+            "speechbrain_moco.export",
+            f"--pretrain_path={tmp_path / 'moco'}",
+            f"--model_dir={model}",
+            "--onnx",
+        ]
+    )
+    out = tmp_path / "speed"
+    run(
+        [
+            "benchmarks/inference_speed.py",
+            f"--model={model}",
+            f"--data_folder={tone_corpus}",
+            f"--work_folder={tmp_path / 'w'}",
+            "--n_files=8",
+            "--repeats=1",
+            "--min_seconds=0.5",
+            "--max_seconds=2",
+            f"--out={out}",
+        ],
+        timeout=900,
+    )
+    modes = json.load(open(f"{out}.json"))["modes"]
+    assert set(modes) == {"speechbrain_one_file", "torch_exact", "torch_fast", "onnx_exact"}
+    assert modes["torch_exact"]["speed_vs_torch_exact"] == 1.0 and modes["torch_exact"]["peak_rss_mb"] > 0
+    # every mode embeds as the exact extraction does, to float rounding (equal-length files)
+    assert all(m["max_score_deviation_from_torch_exact"] < 1e-4 for m in modes.values())
