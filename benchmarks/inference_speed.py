@@ -202,8 +202,8 @@ def main(argv=None):
         "",
         f"Command: `{result['command']}`  ",
         f"Machine: {result['machine']}  ",
-        f"Data: {result['files']}; {result['threads']} threads; median of {args.repeats} passes after a warm-up, "
-        "audio reading included",
+        f"Data: {result['files']}; {result['threads']} threads; median of {args.repeats} passes after "
+        "a warm-up, audio reading included",
         "",
         "| mode | files/s | audio s/s | x torch exact | x SpeechBrain one file | peak RSS MB "
         "| max score deviation |",
