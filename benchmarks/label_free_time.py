@@ -9,7 +9,9 @@ Run (nothing else on the machine: it is a timing)::
 Runs the contract command ``label_free.py hparams/label_free.yaml --data_folder=ROOT
 --output_folder=OUT`` on every utterance of the corpus (no trial list: no speaker is held
 out) and writes the seconds of each stage and in total, with the machine, to
-``benchmarks/results/label_free_time.{md,json}``. A finished pipeline in the work folder
+``benchmarks/results/label_free_time.{md,json}``, and what the pipeline produced: each
+round's pseudo-speaker count against the corpus's speaker folders (within 20 %, or the
+check fails), with the clusters' NMI and purity against those folders (reports only). A finished pipeline in the work folder
 is reused (its recorded seconds are reported), so delete the work folder to time it again.
 """
 
@@ -48,6 +50,20 @@ def main(argv=None):
     with open(os.path.join(args.work_folder, "moco", "run_info.json"), encoding="utf-8") as f:
         n_train = sum(1 for _ in open(json.load(f)["train_annotation"], encoding="utf-8")) - 1
     total = sum(s["seconds"] for s in stages)
+    produced = {}
+    for stage in (s["stage"] for s in stages if s["stage"].endswith("_labels")):
+        with open(os.path.join(args.work_folder, stage, "clusters.json"), encoding="utf-8") as f:
+            c = json.load(f)
+        folders, count = c.get("n_speaker_folders"), c["n_clusters"]
+        quality = c.get("quality_all") or {}
+        produced[stage] = {
+            "n_clusters": count,
+            "n_speaker_folders": folders,
+            "within_20_percent": bool(folders) and abs(count - folders) <= 0.2 * folders,
+            "nmi": quality.get("nmi"),
+            "purity": quality.get("purity"),
+            "p_neighbours": (c.get("spectral") or {}).get("p_neighbours"),
+        }
     result = {
         "command": "python benchmarks/label_free_time.py " + " ".join(shlex.quote(a) for a in argv),
         "pipeline_command": "python " + shlex.join(cmd),
@@ -57,6 +73,7 @@ def main(argv=None):
         "total_seconds": round(total, 1),
         "wall_seconds_this_call": round(wall, 1),
         "reused": all(s.get("reused") for s in stages),
+        "produced": produced,
     }
     md = [
         "# Label-free pipeline wall time",
@@ -71,6 +88,13 @@ def main(argv=None):
     ]
     md += [f"| {s['stage']} | {s['seconds']:.0f} |" for s in stages]
     md += [f"| **total** | **{total:.0f}** ({total / 60:.1f} min) |", ""]
+    for stage, p in produced.items():
+        verdict = "within 20 %" if p["within_20_percent"] else "NOT within 20 %: the check fails"
+        md.append(
+            f"- {stage}: {p['n_clusters']} pseudo speakers for {p['n_speaker_folders']} speaker folders "
+            f"({verdict}); against the folders (report only): NMI {p['nmi']:.3f}, purity {p['purity']:.3f}"
+        )
+    md.append("")
     ex.write_results(args.out, result, md)
     return result
 
