@@ -11,8 +11,9 @@ Runs the contract command ``label_free.py hparams/label_free.yaml --data_folder=
 out) and writes the seconds of each stage and in total, with the machine, to
 ``benchmarks/results/label_free_time.{md,json}``, and what the pipeline produced: each
 round's pseudo-speaker count against the corpus's speaker folders (within 20 %, or the
-check fails), with the clusters' NMI and purity against those folders (reports only). A finished pipeline in the work folder
-is reused (its recorded seconds are reported), so delete the work folder to time it again.
+check fails), with the clusters' NMI and purity against those folders (reports only). A
+finished pipeline in the work folder is reused (its recorded seconds are reported), so
+delete the work folder to time it again.
 """
 
 import json
