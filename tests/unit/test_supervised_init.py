@@ -94,6 +94,7 @@ def _brain(**hparams):
             "freeze_epochs": 0,
             "encoder_lr_scale": 1.0,
             "rewarm_epochs": 0,
+            "loss_gate": None,
         },
         **hparams,
     )
