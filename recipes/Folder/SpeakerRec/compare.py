@@ -219,6 +219,14 @@ def main(argv=None):
     parser.add_argument("--label_free_args", default="", help="extra arguments of label_free.py")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--results_folder", default=None, help="also copy the results here")
+    parser.add_argument(
+        "--run_folds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="only train and score these folds, and write no report (e.g. one process per fold, "
+        "each with OMP_NUM_THREADS=1); a later call without it reuses every stage and reports",
+    )
     args = parser.parse_args(argv)
 
     specs = {}
@@ -266,7 +274,7 @@ def main(argv=None):
     runner = StageRunner(work, args.device)
     evidence = Evidence(args.resamples)
     runs, order = {}, sorted(specs, key=lambda n: {"moco": 0, "sup": 1, "lf": 2, "score": 3}[specs[n][0]])
-    for fold in range(args.folds):
+    for fold in args.run_folds if args.run_folds is not None else range(args.folds):
         for seed in args.seeds:
             for name in order:
                 evals, seconds, info = run_system(runner, name, specs[name], fold, seed, ctx)
