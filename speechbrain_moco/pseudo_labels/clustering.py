@@ -184,17 +184,19 @@ def spectral_clusters(x, n_clusters=None, max_clusters=None, p_grid=None, seed=0
         # gap i lies between eigenvalues i and i + 1: a count of i + 1 clusters, 1 .. max_clusters
         gaps = np.diff(values)[:max_clusters]
         tried[int(p)] = int(np.argmax(gaps)) + 1
-        if len(finest_scale(tried)) < len(tried):  # the count collapsed: wider ones are coarser
-            break
-        # a graph in pieces of a few rows counts pieces, not speakers; a count at the top of
-        # the searched range found no gap there at all
+        # a graph in pieces of a few rows counts pieces, not speakers; a count of clusters of
+        # under 3 rows on average, or at the top of the searched range, found no speakers
         n_parts = connected_components(csr_matrix(laplacian != 0), directed=False)[0]
-        if n_parts > n / 4 or tried[int(p)] >= 0.9 * max_clusters:
+        if n_parts > n / 4 or tried[int(p)] > n / 3 or tried[int(p)] >= 0.9 * max_clusters:
             pieces.add(int(p))
+        whole = {q: k for q, k in tried.items() if q not in pieces}
+        if whole and len(finest_scale(whole)) < len(whole):  # collapsed: wider ones are coarser
+            break
         # NME-SC: the gap normalised by the Laplacian's largest eigenvalue
         largest = float(eigsh(csr_matrix(laplacian), k=1, which="LA", return_eigenvectors=False)[0])
         ratios[int(p)] = p / (gaps.max() / max(largest, 1e-12) + 1e-12)
-    eligible = [p for p in finest_scale(tried) if p in ratios and p not in pieces]
+    whole = {q: k for q, k in tried.items() if q not in pieces}
+    eligible = [p for p in finest_scale(whole) if p in ratios] if whole else []
     order_p = sorted(tried)
     # a count that a neighbouring size confirms (within 20 %): the structure holds there
     held = [

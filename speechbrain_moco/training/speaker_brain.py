@@ -88,8 +88,10 @@ class GateThreshold(torch.nn.Module):
 def gmm_gate(losses):
     """Dynamic loss gate (wavlm_ssl_sv's ``LGL_threshold_update_gmm``): a two-component
     Gaussian mixture of the log losses of an epoch; the threshold is where the two weighted
-    densities meet between their means (clean samples below it). ``inf`` when the losses do
-    not split in two.
+    densities meet between their means (clean samples below it). ``inf`` (no gate) when the
+    losses do not split in two, or when the high-loss mode holds half the samples or more
+    (gating most of the data leaves too little, and label correction would then train the
+    model on its own guesses).
 
     Example
     -------
@@ -104,6 +106,8 @@ def gmm_gate(losses):
     if x.shape[0] < 10 or float(x.std()) < 1e-6:
         return float("inf")
     gmm = GaussianMixture(2, random_state=0).fit(x)
+    if float(gmm.weights_[int(np.argmax(gmm.means_.ravel()))]) >= 0.5:
+        return float("inf")  # the high-loss mode holds most samples: not a minority of noisy labels
     means = np.sort(gmm.means_.ravel())
     grid = np.linspace(means[0], means[1], 1001).reshape(-1, 1)
     low = int(np.argmin(gmm.means_.ravel()))

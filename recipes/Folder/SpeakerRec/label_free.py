@@ -17,10 +17,12 @@ Each stage is the recipe command a user could type, run in turn, its output in `
    ``train_speaker_embeddings.py`` on those pseudo speakers, initialised from the previous
    stage, with ``train_overrides``. By default these turn on the label-noise measures of
    the field's pseudo-label systems: a 5-epoch margin warm-up, the dynamic loss gate (a
-   two-component GMM of the previous epoch's log losses) from epoch 5 with label correction
-   at 0.5, sub-centre AAM (K = 3) and L2-SP towards the initialisation (0.01); the
-   clustering is spectral with the eigengap count, keeping the 80 % most central members of
-   each pseudo speaker (``pseudo_labels.yaml``). ``--train_overrides={}`` trains plain AAM.
+   two-component GMM of the previous epoch's log losses) from epoch 5, sub-centre AAM
+   (K = 3) and L2-SP towards the initialisation (0.01); the clustering is spectral with the
+   eigengap count, keeping the 80 % most central members of each pseudo speaker
+   (``pseudo_labels.yaml``). Plain AAM: ``--train_overrides="{margin_warmup_epochs: 0,
+   loss_gate: null, aam_subcenters: 1, l2sp_weight: 0.0}"`` (an override merges into the
+   yaml's mapping: ``{}`` changes nothing).
 
 ``--moco_run=RUN`` (a finished MoCo training folder) skips stage 1: round 1 clusters with
 that run's encoder and starts from it (how ``compare.py`` runs the pipeline on its own MoCo
