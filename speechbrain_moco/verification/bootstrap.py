@@ -66,7 +66,7 @@ class Resampler:
         1 for target, 0 for non-target trials (in the list's order).
     enrol, test : sequence of str, optional
         The trials' names; speakers are read from them (see :func:`trial_speakers`).
-        Without them, or when they name no speakers, trials are resampled.
+        Without them, or when they name fewer than two speakers, trials are resampled.
     n_resamples : int
         Number of bootstrap resamples.
     seed : int
@@ -85,13 +85,13 @@ class Resampler:
         if self.n_resamples < 1:
             raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
         spk = None if enrol is None or test is None else trial_speakers(enrol, test)
+        if spk is not None and len(spk[2]) < 2:
+            spk = None  # one speaker: nothing to resample but the trials
         rng = np.random.default_rng(self.seed)
         if spk is not None:
             self.method = "speaker"
             self.spk_a, self.spk_b, self.speakers = spk
             self.n_units = len(self.speakers)
-            if self.n_units < 2:
-                raise ValueError("a speaker bootstrap needs trials of at least two speakers")
             p = np.full(self.n_units, 1.0 / self.n_units)
             self.counts = rng.multinomial(self.n_units, p, size=self.n_resamples).astype(np.float64)
         else:

@@ -23,14 +23,18 @@ def test_quality_benchmark_on_a_folder_corpus(tmp_path):
             f"--data_folder={corpus}",
             f"--work_folder={tmp_path / 'work'}",
             "--skip_embedded",
+            "--seeds",
+            "1",
+            "2",
+            "--resamples=100",
             f"--out={out}",
             f"--stage_args={SMALL}",
         ],
-        timeout=900,
+        timeout=1200,
     )
     result = json.load(open(f"{out}.json"))
-    rows = result["corpora"]["split"]["systems"]
-    assert [r["system"] for r in rows] == [
+    split = result["corpora"]["split"]
+    assert list(split["systems"]) == [
         "fbank_stats",
         "mfcc_stats",
         "random_ecapa",
@@ -42,17 +46,21 @@ def test_quality_benchmark_on_a_folder_corpus(tmp_path):
         "supervised_ecapa",
         "supervised_ecapa_msub",
     ]
-    by_name = {r["system"]: r for r in rows}
-    for row in rows:
-        assert 0.0 <= row["metrics"]["trials.txt"]["EER"] <= 100.0
-        assert (row["train_seconds"] > 0) == (
-            row["system"] not in ("fbank_stats", "mfcc_stats", "random_ecapa", "random_xvector")
-        )
+    untrained = ("fbank_stats", "mfcc_stats", "random_ecapa", "random_xvector")
+    for name, by_list in split["systems"].items():
+        summary = by_list["trials_all.txt"]
+        assert summary["n_runs"] == (1 if name in untrained else 2), name  # every trained system, every seed
+        low, high = summary["EER_ci95"]
+        assert 0.0 <= low <= high <= 100.0
+    assert set(split["train_seconds"]) == {"moco", "moco_xvector", "scratch"}
+    assert all(len(v) == 2 for v in split["train_seconds"].values())
+    systems = split["systems"]
     for name, variant in (("moco_ecapa", "_msub"), ("moco_ecapa", "_plda"), ("supervised_ecapa", "_msub")):
-        assert by_name[name + variant]["train_seconds"] == by_name[name]["train_seconds"]  # same stage,
-        assert by_name[name + variant]["metrics"] != by_name[name]["metrics"]  # another back-end
-    assert by_name["moco_ecapa_plda"]["metrics"]["trials.txt"]["backend"] == "PLDAScorer"
-    assert "| moco_xvector |" in open(f"{out}.md").read() and "moco_xvector" in stdout
+        assert systems[name + variant]["trials_all.txt"]["runs"] != systems[name]["trials_all.txt"]["runs"]
+    work = tmp_path / "work"
+    plda = json.load(open(work / "f0" / "s2" / "eval" / "moco_plda" / "trials_all" / "metrics.json"))
+    assert plda["backend"] == "PLDAScorer"
+    assert "moco_xvector" in open(f"{out}.md").read() and "moco_xvector" in stdout
 
 
 def test_speed_benchmark_writes_ratios(tmp_path, tone_corpus):
