@@ -173,6 +173,21 @@ class EmbeddingBrain(ScoringMixin, SafeStepMixin, sb.core.Brain):
         """Refuse a training set smaller than one global batch (extended by subclasses)."""
         check_batch(n_utterances, batch_size, world_size())
 
+    def evaluate(self, test_set, max_key=None, min_key=None, progressbar=None, test_loader_kwargs={}):
+        """SpeechBrain's evaluate with ``fit``'s loader default: a wrapped dataset (bad audio
+        skipped) loses SpeechBrain's automatic ``PaddedBatch``, so it is made the default here."""
+        test_loader_kwargs = dict(
+            test_loader_kwargs or {},
+            collate_fn=(test_loader_kwargs or {}).get("collate_fn", sb.dataio.batch.PaddedBatch),
+        )
+        return super().evaluate(
+            test_set,
+            max_key=max_key,
+            min_key=min_key,
+            progressbar=progressbar,
+            test_loader_kwargs=test_loader_kwargs,
+        )
+
     def fit(
         self,
         epoch_counter,

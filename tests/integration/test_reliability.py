@@ -287,7 +287,13 @@ def test_killed_scoring_and_pseudo_labelling_give_the_same_outputs_when_rerun(to
         score + [f"--output_folder={killed}"], float(rng.uniform(3, 9)), killed / "train_embeddings.pt"
     )
     run(score + [f"--output_folder={killed}"])
-    assert (killed / "scores.txt").read_text() == (tmp_path / "ref" / "scores.txt").read_text()
+    # the same trials in the same order and the same scores; not byte-equal: two processes'
+    # embeddings differ by ~2e-7 (float reduction order), which the toy PLDA (3 clusters of a
+    # tiny corpus) amplifies to ~1e-4 relative in its scores
+    got = [line.split() for line in (killed / "scores.txt").read_text().splitlines()]
+    ref = [line.split() for line in (tmp_path / "ref" / "scores.txt").read_text().splitlines()]
+    assert [(r[0], r[1], r[3]) for r in got] == [(r[0], r[1], r[3]) for r in ref] and ref
+    np.testing.assert_allclose([float(r[2]) for r in got], [float(r[2]) for r in ref], rtol=2e-3)
     assert not list(killed.glob("*.tmp"))
     labels = [
         "recipes/Folder/SpeakerRec/pseudo_labels.py",

@@ -151,7 +151,8 @@ def test_compare_over_folds_and_seeds_with_intervals_variants_and_reuse(tmp_path
         "lf",
         "moco_plda",
         "--resamples=100",
-        "--stage_args=" + " ".join(SMALL[:-1] + ["--number_of_epochs=1", "--queue_size=8"]),
+        "--stage_args=" + " ".join(SMALL[:-1] + ["--number_of_epochs=1"]),
+        "--moco_args=--queue_size=8",  # a MoCo key: the supervised yamls refuse it
         "--label_free_args=--pseudo_label_overrides={n_clusters: 4} "
         f"--train_overrides={{{tiny}, number_of_epochs: 1}}",
     ]

@@ -146,7 +146,12 @@ def run_system(runner, name, spec, fold, seed, ctx):
     if kind == "moco":
         run_folder = f"{prefix}/{name}"
         done = stages.moco_stage(
-            runner, run_folder, data, trials, yaml, overridden(ctx["stage_args"], seed_arg + extra)
+            runner,
+            run_folder,
+            data,
+            trials,
+            yaml,
+            overridden(ctx["stage_args"] + ctx["moco_args"], seed_arg + extra),
         )
         seconds = done["seconds"]
     elif kind == "sup":
@@ -216,6 +221,9 @@ def main(argv=None):
     parser.add_argument("--lists", nargs="+", default=None, help="trial lists of the split to score")
     parser.add_argument("--resamples", type=int, default=1000, help="speaker bootstrap resamples")
     parser.add_argument("--stage_args", default="", help="extra arguments of every training stage")
+    parser.add_argument(
+        "--moco_args", default="", help="extra arguments of the MoCo stages only (e.g. --queue_size=8)"
+    )
     parser.add_argument("--label_free_args", default="", help="extra arguments of label_free.py")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--results_folder", default=None, help="also copy the results here")
@@ -270,6 +278,7 @@ def main(argv=None):
         "lists": [{n: s["trial_files"][n] for n in wanted} for s in splits],
         "stage_args": shlex.split(args.stage_args),
         "lf_args": shlex.split(args.label_free_args),
+        "moco_args": shlex.split(args.moco_args),
     }
     runner = StageRunner(work, args.device)
     evidence = Evidence(args.resamples)
