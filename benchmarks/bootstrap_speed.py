@@ -28,8 +28,9 @@ import numpy as np
 import speechbrain_moco  # noqa: F401  (first: it quiets SpeechBrain's import-time torchvision note)
 
 # isort: split
+from data_prep.speaker_split import split_corpus
 from speechbrain_moco.dataio.trials import read_trials
-from speechbrain_moco.experiments import report, stages
+from speechbrain_moco.experiments import report
 from speechbrain_moco.experiments.runner import ROOT
 from speechbrain_moco.verification import bootstrap as B
 
@@ -37,7 +38,7 @@ from speechbrain_moco.verification import bootstrap as B
 def trial_list(data_folder, work):
     """``(labels, enrol, test, where)``: the split's all-pairs list, or a generated one."""
     if os.path.isdir(data_folder):
-        split = stages.split_corpus(work, data_folder)
+        split = split_corpus(work, data_folder)
         trials = read_trials(split["trial_files"]["trials_all.txt"])
         where = f"{report.shown_path(data_folder)} split, trials_all.txt"
     else:

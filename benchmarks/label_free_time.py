@@ -18,7 +18,6 @@ delete the work folder to time it again.
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -66,8 +65,8 @@ def main(argv=None):
             "p_neighbours": (c.get("spectral") or {}).get("p_neighbours"),
         }
     result = {
-        "command": "python benchmarks/label_free_time.py " + " ".join(shlex.quote(a) for a in argv),
-        "pipeline_command": "python " + shlex.join(cmd),
+        "command": ex.shown_command("python benchmarks/label_free_time.py", argv),
+        "pipeline_command": ex.shown_command("python", cmd),
         "machine": ex.machine_description(),
         "training_utterances": n_train,
         "stages": stages,

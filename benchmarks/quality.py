@@ -38,6 +38,7 @@ import numpy as np
 import speechbrain_moco  # noqa: F401  (first: it quiets SpeechBrain's import-time torchvision note)
 
 # isort: split
+from data_prep.speaker_split import split_corpus
 from speechbrain_moco.experiments import baselines, report, stages
 from speechbrain_moco.experiments.evidence import Evidence, summary_table
 from speechbrain_moco.experiments.runner import ROOT, StageRunner
@@ -149,7 +150,7 @@ def main(argv=None):
     extra = shlex.split(args.stage_args)
     described = {k: v[0] for k, v in dict(UNTRAINED, **TRAINED).items()}
     result = {
-        "command": "python benchmarks/quality.py " + " ".join(shlex.quote(a) for a in argv),
+        "command": report.shown_command("python benchmarks/quality.py", argv),
         "machine": report.machine_description(),
         "seeds": args.seeds,
         "corpora": {},
@@ -204,7 +205,7 @@ def main(argv=None):
         ] + section(evidence, systems, lists, seconds, described)
 
     work = os.path.abspath(args.work_folder)
-    split = stages.split_corpus(work, args.data_folder, args.test_fraction, args.split_seed)
+    split = split_corpus(work, args.data_folder, args.test_fraction, args.split_seed)
     names = [n for n in ("trials_all.txt", "trials_all_hard.txt") if n in split["trial_files"]]
     lists = {n: split["trial_files"][n] for n in names}
     trials = split["trial_files"]["trials.txt" if "trials.txt" in split["trial_files"] else names[0]]

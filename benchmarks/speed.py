@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 
+from speechbrain_moco.experiments.report import shown_path
 from speechbrain_moco.experiments.runner import ROOT
 
 
@@ -227,7 +228,7 @@ def section_loader(args):
         memory = fake_batches("moco", args)
         in_memory = statistics.median(time_steps(brain, memory, args.steps, args.device)[1])
         result["in_memory_step_s"] = in_memory
-        result["data_folder"] = os.path.abspath(data_folder)
+        result["data_folder"] = shown_path(data_folder)
         for preload in (False, True):
             hp["two_crops"].audio_cache = (
                 AudioCache.build([prep["train"]], data_folder, os.path.join(tmp, "cache"))

@@ -207,6 +207,26 @@ def split_speakers(
     return info
 
 
+def split_corpus(work_folder, data_folder, test_fraction=0.5, seed=0, fold=0):
+    """Speaker split of ``data_folder`` in ``<work>/split`` (fold 0) or ``<work>/split_f1``
+    (fold 1: the halves swapped), with the all-pairs lists (:func:`split_speakers`);
+    reused when made with the same corpus, seed, fraction and fold."""
+    folder = os.path.join(work_folder, "split" if fold == 0 else f"split_f{fold}")
+    path = os.path.join(folder, "split.json")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+        same = (info["data_folder"], info["seed"], info["test_fraction"], info.get("fold", 0)) == (
+            os.path.abspath(data_folder),
+            seed,
+            test_fraction,
+            fold,
+        )
+        if same and "trials_all.txt" in info["trial_files"]:
+            return info
+    return split_speakers(data_folder, folder, test_fraction, seed, fold=fold)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_folder", required=True)

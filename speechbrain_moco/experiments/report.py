@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 
 import numpy as np
 
@@ -38,6 +39,24 @@ def shown_path(path):
     'recipes/x'
     """
     return os.path.relpath(os.path.realpath(path), os.path.realpath(ROOT))
+
+
+def shown_command(prefix, argv):
+    """``prefix`` and ``argv`` as a results file writes the command: every absolute path in an
+    argument (``/x`` or ``--key=/x``) written by :func:`shown_path`.
+
+    Example
+    -------
+    >>> shown_command("python b.py", ["--out=" + os.path.join(ROOT, "r"), "--n", "3"])
+    'python b.py --out=r --n 3'
+    """
+    shown = []
+    for arg in argv:
+        key, sep, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        if os.path.isabs(value):
+            value = shown_path(value)
+        shown.append(shlex.quote(key + sep + value))
+    return " ".join([prefix] + shown)
 
 
 def write_json(path, obj):

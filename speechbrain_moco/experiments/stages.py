@@ -1,5 +1,5 @@
 """The recipes' commands as stages of a :class:`~speechbrain_moco.experiments.runner.StageRunner`:
-a corpus split by speaker, MoCo, supervised AAM (true or pseudo labels), pseudo-labels,
+MoCo, supervised AAM (true or pseudo labels), pseudo-labels,
 the label-free pipeline, and the scoring of a trial list with ``verify.py``.
 
 Every stage is the command line a user would type, run from the repository root (the
@@ -10,32 +10,8 @@ benchmarks do).
 import json
 import os
 
-from speechbrain_moco.experiments.runner import ROOT
-
 FOLDER_MOCO = "recipes/Folder/MoCo"
 FOLDER_SUP = "recipes/Folder/SpeakerRec"
-
-
-def split_corpus(work_folder, data_folder, test_fraction=0.5, seed=0, fold=0):
-    """Speaker split of ``data_folder`` in ``<work>/split`` (fold 0) or ``<work>/split_f1``
-    (fold 1: the halves swapped), with the all-pairs lists (``data_prep.speaker_split``);
-    reused when made with the same corpus, seed, fraction and fold."""
-    from data_prep.speaker_split import split_speakers
-
-    folder = os.path.join(work_folder, "split" if fold == 0 else f"split_f{fold}")
-    path = os.path.join(folder, "split.json")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            info = json.load(f)
-        same = (info["data_folder"], info["seed"], info["test_fraction"], info.get("fold", 0)) == (
-            os.path.abspath(data_folder),
-            seed,
-            test_fraction,
-            fold,
-        )
-        if same and "trials_all.txt" in info["trial_files"]:
-            return info
-    return split_speakers(data_folder, folder, test_fraction, seed, fold=fold)
 
 
 def moco_stage(runner, name, data_folder, trials, yaml="moco.yaml", extra=(), after=()):
@@ -106,10 +82,3 @@ def score_stage(runner, name, run_stage, trials, data_folder, yaml="verification
     runner.run(name, args, after=[stage], inputs=[trials])
     with open(os.path.join(runner.out(name), "metrics.json"), encoding="utf-8") as f:
         return json.load(f)
-
-
-def repo_relative(path):
-    """``path`` relative to the repository when inside it (how results files name paths)."""
-    real = os.path.realpath(path)
-    rel = os.path.relpath(real, os.path.realpath(ROOT))
-    return rel if not rel.startswith("..") else path

@@ -26,6 +26,13 @@ from speechbrain_moco.training.state import ModuleState
 from speechbrain_moco.training.steps import SafeStepMixin
 
 
+def padded_batch_default(loader_kwargs):
+    """A copy of ``loader_kwargs`` whose ``collate_fn`` defaults to ``PaddedBatch``."""
+    loader_kwargs = dict(loader_kwargs or {})
+    loader_kwargs.setdefault("collate_fn", sb.dataio.batch.PaddedBatch)
+    return loader_kwargs
+
+
 class EmbeddingBrain(ScoringMixin, SafeStepMixin, sb.core.Brain):
     """Shared training loop of the embedding trainers (see module docstring)."""
 
@@ -176,16 +183,12 @@ class EmbeddingBrain(ScoringMixin, SafeStepMixin, sb.core.Brain):
     def evaluate(self, test_set, max_key=None, min_key=None, progressbar=None, test_loader_kwargs={}):
         """SpeechBrain's evaluate with ``fit``'s loader default: a wrapped dataset (bad audio
         skipped) loses SpeechBrain's automatic ``PaddedBatch``, so it is made the default here."""
-        test_loader_kwargs = dict(
-            test_loader_kwargs or {},
-            collate_fn=(test_loader_kwargs or {}).get("collate_fn", sb.dataio.batch.PaddedBatch),
-        )
         return super().evaluate(
             test_set,
             max_key=max_key,
             min_key=min_key,
             progressbar=progressbar,
-            test_loader_kwargs=test_loader_kwargs,
+            test_loader_kwargs=padded_batch_default(test_loader_kwargs),
         )
 
     def fit(
@@ -206,13 +209,8 @@ class EmbeddingBrain(ScoringMixin, SafeStepMixin, sb.core.Brain):
         """
         # wrapped / concatenated datasets (bad audio skipped) lose SpeechBrain's automatic
         # PaddedBatch, the validation set's as the training set's
-        train_loader_kwargs = dict(
-            train_loader_kwargs, collate_fn=train_loader_kwargs.get("collate_fn", sb.dataio.batch.PaddedBatch)
-        )
-        valid_loader_kwargs = dict(
-            valid_loader_kwargs or {},
-            collate_fn=(valid_loader_kwargs or {}).get("collate_fn", sb.dataio.batch.PaddedBatch),
-        )
+        train_loader_kwargs = padded_batch_default(train_loader_kwargs)
+        valid_loader_kwargs = padded_batch_default(valid_loader_kwargs)
         self.sampler = train_loader_kwargs.get("sampler")
         if self.sampler is not None:
             train_loader_kwargs["shuffle"] = False

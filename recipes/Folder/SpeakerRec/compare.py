@@ -52,6 +52,7 @@ import numpy as np
 import speechbrain_moco  # noqa: F401  (first: it quiets SpeechBrain's import-time torchvision note)
 
 # isort: split
+from data_prep.speaker_split import split_corpus
 from speechbrain_moco.cli import user_errors
 from speechbrain_moco.experiments import report, stages
 from speechbrain_moco.experiments.evidence import Evidence, comparison_table, summary_table
@@ -261,7 +262,7 @@ def main(argv=None):
 
     work = os.path.abspath(args.output_folder)
     splits = [
-        stages.split_corpus(work, args.data_folder, args.test_fraction, args.split_seed, fold)
+        split_corpus(work, args.data_folder, args.test_fraction, args.split_seed, fold)
         for fold in range(args.folds)
     ]
     available = [set(s["trial_files"]) for s in splits]
@@ -313,7 +314,7 @@ def main(argv=None):
             title=f"{stem}, fold 0, seed {args.seeds[0]} (one run each)",
             intervals=intervals,
         )
-    command = "python recipes/Folder/SpeakerRec/compare.py " + " ".join(shlex.quote(a) for a in argv)
+    command = report.shown_command("python recipes/Folder/SpeakerRec/compare.py", argv)
     result = {
         "command": command,
         "machine": report.machine_description(),

@@ -127,8 +127,12 @@ if __name__ == "__main__":
                 init_path = load_encoder_init(hparams["embedding_model"], init)
                 check_init_features(hparams["mean_var_norm"], init, init_path)
             info = dict(init_from=init and os.path.abspath(init), init_checkpoint=init_path, trials=trials)
-            info.update(n_speakers=len(labels.lab2ind), freeze_epochs=freeze, encoder_lr_scale=lr_scale)
-            info.update(seed=hparams.get("seed"))
+            info.update(
+                n_speakers=len(labels.lab2ind),
+                freeze_epochs=freeze,
+                encoder_lr_scale=lr_scale,
+                seed=hparams.get("seed"),
+            )
             manifests = hparams["train_annotation"], hparams["valid_annotation"]
             write_run_info(hparams["output_folder"], data_root, *manifests, **info)
 
