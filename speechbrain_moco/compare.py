@@ -77,7 +77,13 @@ def compare_folders(folder_a, folder_b, n_resamples=None, seed=None):
     n_resamples = n_resamples or settings.get("ci_resamples", 1000)
     seed = settings.get("ci_seed", 0) if seed is None else seed
     result = compare_scores(scores_a, scores_b, labels, enrol, test, n_resamples, seed)
-    result.update(A=os.path.abspath(folder_a), B=os.path.abspath(folder_b), n_trials=int(labels.size))
+    result.update(
+        A=os.path.abspath(folder_a),
+        B=os.path.abspath(folder_b),
+        n_trials=int(labels.size),
+        # two scorings of one system (another runtime, an export) should agree trial by trial
+        max_abs_score_difference=float(np.abs(np.asarray(scores_a) - np.asarray(scores_b)).max()),
+    )
     return result
 
 
@@ -90,7 +96,11 @@ def summary_lines(r):
         f"{r['difference_ci95'][1]:+.2f}] ({r['ci_method']} bootstrap, {r['ci_resamples']} resamples of "
         f"{r['ci_units']} {r['ci_method']}s, {r['n_trials']} trials); resolvable: +-{r['half_width']:.2f}",
         f"verdict: B is {r['verdict']}" if r["verdict"] != "not resolved" else "verdict: not resolved",
-    ]
+    ] + (
+        [f"largest score difference, trial by trial: {r['max_abs_score_difference']:.2e}"]
+        if "max_abs_score_difference" in r
+        else []
+    )
 
 
 def main(argv=None):

@@ -13,8 +13,13 @@ order), with ``--kaldi`` also ``embeddings.ark`` / ``embeddings.scp`` (written b
 
 By default every embedding equals the model's embedding of that file alone (to float
 rounding): files are batched only with files of exactly their length, never padded.
-``--fast`` batches files of similar length with zero padding instead (faster, not exact:
-``benchmarks/inference_speed.py`` measures how far). Work is saved chunk by chunk in
+``--fast`` batches files of neighbouring lengths together instead. With ``--runtime torch``
+and an ECAPA-TDNN or x-vector encoder the padding is made inert (features of each file alone,
+each convolution's end padding rewritten per row, masked pooling:
+:mod:`speechbrain_moco.verification.inert_padding`), so the embeddings still equal each
+file's own to float rounding; otherwise (``--runtime onnx``, other encoders) it is plain zero
+padding, which is not exact (a warning says so). ``benchmarks/inference_speed.py`` measures
+the speed and the deviation of both. Work is saved chunk by chunk in
 ``OUT/parts/``: an interrupted run continues where it stopped when run again with the same
 command.
 """
@@ -28,11 +33,14 @@ import sys
 import numpy as np
 import soundfile as sf
 import torch
+from speechbrain.utils.logger import get_logger
 from tqdm import tqdm
 
 from speechbrain_moco.dataio.audio import find_audio_files
 from speechbrain_moco.dataio.bad_audio import REPORT_NAME, append_report, load_usable
 from speechbrain_moco.verification.embeddings import equal_length_batches
+
+logger = get_logger(__name__)
 
 CHUNK = 256  # files per saved part
 
@@ -80,8 +88,14 @@ def plan(entries, fast, batch_size):
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def embed_chunk(entries, embed_fn, fast, batch_size, sample_rate):
-    """``(ids, embeddings (n, D), skipped {id: reason})`` of a chunk of entries."""
+def embed_chunk(entries, embed_fn, fast, batch_size, sample_rate, zero_padding=False):
+    """``(ids, embeddings (n, D), skipped {id: reason})`` of a chunk of entries.
+
+    ``fast``: batches of neighbouring lengths; their padding is made inert
+    (:mod:`~speechbrain_moco.verification.inert_padding`) where ``embed_fn`` offers it
+    (``embed_fn.embed_list``: the PyTorch runtime of an ECAPA-TDNN or x-vector) and
+    ``zero_padding`` is not asked, else plain zero padding (not exact)."""
+    inert = fast and not zero_padding and hasattr(embed_fn, "embed_list")
     out, skipped = {}, {}
     for batch in plan(entries, fast, batch_size):
         wavs, ids = [], []
@@ -94,6 +108,10 @@ def embed_chunk(entries, embed_fn, fast, batch_size, sample_rate):
                 wavs.append(wav)
                 ids.append(uid)
         if not wavs:
+            continue
+        if inert:
+            for uid, e in zip(ids, torch.as_tensor(embed_fn.embed_list(wavs)).float()):
+                out[uid] = e.numpy()
             continue
         longest = max(w.numel() for w in wavs)
         padded = torch.zeros(len(wavs), longest)
@@ -115,6 +133,14 @@ def run_embed(model, source, output, runtime="torch", batch_size=16, fast=False,
 
     entries = read_input(source)
     embed_fn = load_exported(model, runtime, device)
+    if fast and not hasattr(embed_fn, "embed_list"):
+        logger.warning(
+            "--fast with --runtime %s%s: files of neighbouring lengths are zero-padded together, "
+            "which is not exact (padding leaks into the embeddings); --runtime torch makes it inert "
+            "for an ECAPA-TDNN or x-vector",
+            runtime,
+            "" if runtime == "onnx" else " and this encoder",
+        )
     os.makedirs(os.path.join(output, "parts"), exist_ok=True)
     job = {
         "model": os.path.abspath(model),
@@ -194,7 +220,9 @@ def main(argv=None):
     parser.add_argument("--kaldi", action="store_true", help="also write embeddings.ark / .scp (kaldiio)")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument(
-        "--fast", action="store_true", help="pad files of similar length together (not exact)"
+        "--fast",
+        action="store_true",
+        help="batch files of neighbouring lengths (exact with --runtime torch and an ECAPA or x-vector)",
     )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

@@ -254,7 +254,12 @@ def main(argv=None):
     parser.add_argument(
         "--onnx", action="store_true", help="also write embedding_model.onnx (its parity checked first)"
     )
-    parser.add_argument("--onnx_tolerance", type=float, default=1e-4)
+    parser.add_argument(
+        "--onnx_tolerance",
+        type=float,
+        default=1e-4,
+        help="largest difference of the length-normalised ONNX and PyTorch embeddings",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     info = export_model(
         args.pretrain_path, args.model_dir, args.operating_point, args.scores, args.threshold, args.device

@@ -134,6 +134,7 @@ def test_inference_speed_benchmark_runs_every_mode(tmp_path, tone_corpus):
             f"--work_folder={tmp_path / 'w'}",
             "--n_files=8",
             "--repeats=1",
+            "--rounds=2",
             "--min_seconds=0.5",
             "--max_seconds=2",
             f"--out={out}",
@@ -141,7 +142,16 @@ def test_inference_speed_benchmark_runs_every_mode(tmp_path, tone_corpus):
         timeout=900,
     )
     modes = json.load(open(f"{out}.json"))["modes"]
-    assert set(modes) == {"speechbrain_one_file", "torch_exact", "torch_fast", "onnx_exact"}
+    assert set(modes) == {"speechbrain_one_file", "torch_exact", "torch_fast", "torch_padded", "onnx_exact"}
     assert modes["torch_exact"]["speed_vs_torch_exact"] == 1.0 and modes["torch_exact"]["peak_rss_mb"] > 0
+    # two interleaved rounds: every pass kept, ratios paired within a round
+    assert all(len(m["seconds"]) == 2 for m in modes.values())
+    low, high = modes["onnx_exact"]["speed_vs_torch_exact_range"]
+    assert low <= modes["onnx_exact"]["speed_vs_torch_exact"] <= high
     # every mode embeds as the exact extraction does, to float rounding (equal-length files)
     assert all(m["max_score_deviation_from_torch_exact"] < 1e-4 for m in modes.values())
+    # the two goals, judged on the run's own ratios
+    goals = {g["goal"].split(":")[0]: g for g in json.load(open(f"{out}.json"))["goals"]}
+    assert set(goals) == {"onnxruntime", "fast mode"}
+    assert goals["onnxruntime"]["met"] == (modes["onnx_exact"]["speed_vs_torch_exact"] >= 1.3)
+    assert "| goal | measured | met |" in open(f"{out}.md").read()

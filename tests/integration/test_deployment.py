@@ -32,6 +32,7 @@ def test_onnx_export_records_its_parity_and_documents_onnxruntime(exported):
     _, model = exported
     record = json.load(open(model / "onnx.json"))
     assert record["max_abs_difference"] <= 1e-4 and record["parity_files"]
+    assert record["max_abs_difference_raw"] >= 0 and record["median_embedding_norm"] > 0
     card = (model / "README.md").read_text()
     assert "onnxruntime" in card and "embedding_model.onnx" in card
 
@@ -79,9 +80,12 @@ def test_embed_a_folder_equals_each_file_alone_and_resumes(exported, tone_corpus
             sf.write(corpus / f"s{s}" / f"u{u}.wav", (0.1 * rng.standard_normal(n)).astype(np.float32), 16000)
     (corpus / "s0" / "broken.wav").write_text("not audio")
     sf.write(corpus / "s1" / "silent.wav", np.zeros(16000, np.float32), 16000)
-    for runtime in ("torch", "onnx"):
-        out = tmp_path / f"emb_{runtime}"
-        summary = embed_module.run_embed(str(model), str(corpus), str(out), runtime, batch_size=4, kaldi=True)
+    # exact batching in both runtimes, and --fast (mixed lengths, inert padding) in torch
+    for runtime, fast in (("torch", False), ("onnx", False), ("torch", True)):
+        out = tmp_path / f"emb_{runtime}_{fast}"
+        summary = embed_module.run_embed(
+            str(model), str(corpus), str(out), runtime, batch_size=4, fast=fast, kaldi=True
+        )
         assert summary["embedded"] == 21 and summary["skipped"] == 2
         ids = [line.split("\t")[0] for line in (out / "index.txt").read_text().splitlines()]
         emb = np.load(out / "embeddings.npy")

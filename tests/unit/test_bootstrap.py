@@ -181,6 +181,9 @@ def test_compare_command_on_two_scored_folders(tmp_path):
     result = json.load(open(tmp_path / "d.json"))
     assert result["verdict"] == "better" and "verdict: B is better" in proc.stdout
     assert result["EER_A"] == pytest.approx(100 * compute_eer(scores, labels)[0])
+    # B = A + 2 on target trials, aligned across the two orders: the largest difference is 2
+    assert result["max_abs_score_difference"] == pytest.approx(2.0, abs=1e-5)
+    assert "largest score difference, trial by trial: 2.00e+00" in proc.stdout
     os.makedirs(tmp_path / "c")
     write_scores(tmp_path / "c" / "scores.txt", trials[:-1], scores[:-1])
     proc = subprocess.run(cmd[:-1] + [str(tmp_path / "c")], capture_output=True, text=True)
