@@ -19,7 +19,6 @@ Writes ``benchmarks/results/bootstrap_speed.{md,json}``.
 
 import itertools
 import os
-import shlex
 import sys
 import time
 
@@ -76,7 +75,7 @@ def main(argv=None):
     direct_seconds = time.perf_counter() - start
     B.PAIR_GRID_MAX = saved
     result = {
-        "command": "python benchmarks/bootstrap_speed.py " + " ".join(shlex.quote(a) for a in argv),
+        "command": report.shown_command("python benchmarks/bootstrap_speed.py", argv),
         "machine": report.machine_description(),
         "trials": where,
         "n_trials": int(labels.size),
