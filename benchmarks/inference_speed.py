@@ -93,6 +93,10 @@ def worker(mode, model, files, batch_size, repeats, out):
         from speechbrain_moco.verification.exported import load_exported
 
         runtime = "onnx" if mode.startswith("onnx") else "torch"
+        if runtime == "onnx":
+            from speechbrain_moco.verification.exported import onnx_process_threads
+
+            onnx_process_threads()  # as the embed and verify commands do
         fn = load_exported(model, runtime, threads=int(os.environ.get("BENCH_THREADS", "2")))
         fast = mode in ("torch_fast", "torch_padded")
 

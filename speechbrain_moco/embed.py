@@ -226,6 +226,10 @@ def main(argv=None):
     )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.runtime == "onnx":
+        from speechbrain_moco.verification.exported import onnx_process_threads
+
+        onnx_process_threads()
     with user_errors("speechbrain_moco.embed"):
         check_device(args.device)
         summary = run_embed(

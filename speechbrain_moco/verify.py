@@ -132,6 +132,10 @@ def main(argv=None):
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     from speechbrain_moco.cli import check_device, user_errors
 
+    if args.runtime == "onnx":
+        from speechbrain_moco.verification.exported import onnx_process_threads
+
+        onnx_process_threads()
     with user_errors("speechbrain_moco.verify"):
         check_device(args.device)
         if args.trials is not None:

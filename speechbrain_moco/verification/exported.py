@@ -59,6 +59,13 @@ class EmbeddingGraph(torch.nn.Module):
         return embed(self.embedding_model, feats, lengths)
 
 
+def onnx_process_threads():
+    """For a process that runs an exported model in onnxruntime (the ``embed`` and ``verify``
+    commands with ``--runtime onnx``): torch on one thread, so that its idle threads do not
+    take the cores from onnxruntime's (see :func:`load_exported`)."""
+    torch.set_num_threads(1)
+
+
 def load_exported(model_dir, runtime="torch", device="cpu", threads=None):
     """The embedding function of an exported folder in ``runtime`` (``torch`` or ``onnx``)."""
     if runtime not in ("torch", "onnx"):
@@ -92,11 +99,11 @@ def load_exported(model_dir, runtime="torch", device="cpu", threads=None):
             )
         import onnxruntime as ort
 
-        # torch only pads arrays beside onnxruntime here; its idle OpenMP threads spin for a
-        # while after each small parallel op and took the cores from onnxruntime's own threads
-        # (measured on 2 cores: 59 files/s with 2 torch threads, 130 with 1). A process-wide
-        # setting: this process runs the model in onnxruntime.
-        torch.set_num_threads(1)
+        # A process that runs the model here should give torch one thread
+        # (onnx_process_threads): torch only pads arrays beside onnxruntime, and its idle
+        # OpenMP threads spin after each small parallel op and take the cores from
+        # onnxruntime's (measured on 2 cores: 59 files/s with 2 torch threads, 130 with 1). Not
+        # set here: a library call must not change the process's torch settings.
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
