@@ -21,8 +21,8 @@ a ratio of two processes run minutes apart is not a figure. Modes:
 - ``torch_exact``: ``speechbrain_moco.embed``'s exact extraction in PyTorch (files batched
   only with files of exactly their length);
 - ``torch_fast``: ``speechbrain_moco.embed --fast`` (files of neighbouring lengths in
-  batches of ``--batch_size``, their padding made inert: features of each file alone, each
-  convolution's end padding rewritten per row);
+  batches of ``--batch_size``, their padding made inert: each file's features cut to its own
+  frames, each convolution's end padding rewritten per row);
 - ``torch_padded``: the same batches with plain zero padding (what ``--fast`` does where the
   padding cannot be made inert: onnxruntime, other encoders);
 - ``onnx_exact``: the exact extraction through onnxruntime.

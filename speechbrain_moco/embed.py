@@ -14,8 +14,8 @@ order), with ``--kaldi`` also ``embeddings.ark`` / ``embeddings.scp`` (written b
 By default every embedding equals the model's embedding of that file alone (to float
 rounding): files are batched only with files of exactly their length, never padded.
 ``--fast`` batches files of neighbouring lengths together instead. With ``--runtime torch``
-and an ECAPA-TDNN or x-vector encoder the padding is made inert (features of each file alone,
-each convolution's end padding rewritten per row, masked pooling:
+and an ECAPA-TDNN or x-vector encoder the padding is made inert (each file's features cut to
+its own frames, each convolution's end padding rewritten per row, masked pooling:
 :mod:`speechbrain_moco.verification.inert_padding`), so the embeddings still equal each
 file's own to float rounding; otherwise (``--runtime onnx``, other encoders) it is plain zero
 padding, which is not exact (a warning says so). ``benchmarks/inference_speed.py`` measures
@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from speechbrain_moco.dataio.audio import find_audio_files
 from speechbrain_moco.dataio.bad_audio import REPORT_NAME, append_report, load_usable
-from speechbrain_moco.verification.embeddings import equal_length_batches
+from speechbrain_moco.verification.embeddings import equal_length_batches, zero_padded
 
 logger = get_logger(__name__)
 
@@ -113,12 +113,7 @@ def embed_chunk(entries, embed_fn, fast, batch_size, sample_rate, zero_padding=F
             for uid, e in zip(ids, torch.as_tensor(embed_fn.embed_list(wavs)).float()):
                 out[uid] = e.numpy()
             continue
-        longest = max(w.numel() for w in wavs)
-        padded = torch.zeros(len(wavs), longest)
-        for j, w in enumerate(wavs):
-            padded[j, : w.numel()] = w
-        lengths = torch.tensor([w.numel() / longest for w in wavs])
-        emb = embed_fn(padded, lengths)
+        emb = embed_fn(*zero_padded(wavs))
         for uid, e in zip(ids, torch.as_tensor(emb).float()):
             out[uid] = e.numpy()
     kept = [uid for uid, _ in entries if uid in out]

@@ -44,6 +44,21 @@ def equal_length_batches(lengths, batch_size):
     return batches
 
 
+def zero_padded(rows):
+    """``(batch, relative lengths)`` of 1-D waveforms (or ``(frames, F)`` features), padded
+    with zeros at their end to the longest.
+
+    Example
+    -------
+    >>> batch, lengths = zero_padded([torch.ones(4), torch.ones(2)])
+    >>> batch.tolist(), lengths.tolist()
+    ([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]], [1.0, 0.5])
+    """
+    batch = torch.nn.utils.rnn.pad_sequence(list(rows), batch_first=True)
+    lengths = torch.tensor([r.shape[0] / batch.shape[1] for r in rows], device=batch.device)
+    return batch, lengths
+
+
 @torch.no_grad()
 def extract_embeddings(dataset, embed_fn, device="cpu", batch_size=8, progress=True):
     """Embed every utterance of ``dataset`` (a manifest dataset with ``id`` and ``sig``).

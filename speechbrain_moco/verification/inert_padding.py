@@ -37,6 +37,7 @@ import torch
 from speechbrain.nnet.CNN import Conv1d
 
 from speechbrain_moco.encoder import embed
+from speechbrain_moco.verification.embeddings import zero_padded
 
 SUPPORTED_PADDING = ("reflect", "constant", "zeros")
 
@@ -55,14 +56,15 @@ def supports(encoder):
     """Whether :func:`embed_features` is exact for ``encoder``: only 1-D "same"-padded
     SpeechBrain convolutions of stride 1, odd kernels and reflect or zero padding, and no
     other convolution over time."""
+    same = _same_convs(encoder)
+    hooked = {id(conv) for conv, _, _ in same}
     for module in encoder.modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose1d)):
             return False
         if isinstance(module, torch.nn.Conv1d) and module.kernel_size[0] > 1:
-            parent_ok = any(conv is module for conv, _, _ in _same_convs(encoder))
-            if not parent_ok or module.stride[0] != 1 or module.kernel_size[0] % 2 == 0:
+            if id(module) not in hooked or module.stride[0] != 1 or module.kernel_size[0] % 2 == 0:
                 return False
-    return all(mode in SUPPORTED_PADDING for _, _, mode in _same_convs(encoder))
+    return all(mode in SUPPORTED_PADDING for _, _, mode in same)
 
 
 @contextlib.contextmanager
@@ -101,10 +103,8 @@ def embed_features(encoder, feats):
     """``(n, D)`` embeddings of a list of ``(frames, F)`` normalised feature matrices, in one
     padded batch whose padding is inert (see the module docstring)."""
     frames = [f.shape[0] for f in feats]
-    longest = max(frames)
-    batch = feats[0].new_zeros(len(feats), longest, feats[0].shape[1])
-    for i, f in enumerate(feats):
-        batch[i, : f.shape[0]] = f
+    batch, _ = zero_padded(feats)
+    longest = batch.shape[1]
     # n - 0.25 frames, not n: SpeechBrain masks frames t < length * T (ECAPA) or rounds it
     # (x-vector pooling), and n / T * T rounds to n + 2e-5 as often as to n - 2e-5, which
     # lets the first padded frame into a row's statistics
@@ -113,15 +113,20 @@ def embed_features(encoder, feats):
         return embed(encoder, batch, lengths)
 
 
+def _stfts(compute_features):
+    """The SpeechBrain STFT modules of a feature extractor."""
+    from speechbrain.processing.features import STFT
+
+    return [m for m in compute_features.modules() if isinstance(m, STFT)]
+
+
 def batched_features_exact(compute_features, mean_var_norm):
     """Whether features computed on a zero-padded batch equal each row's own features over
     its own frames: a centred STFT whose end padding is zeros (SpeechBrain's default
     ``pad_mode="constant"``, so a row's last frames see zeros alone and in the batch), no
     deltas or context windows, and a per-frame normaliser (``global``, in eval mode). The
     Fbank's ``top_db`` floor takes each row's loudest frame, which zero padding never is."""
-    from speechbrain.processing.features import STFT
-
-    stfts = [m for m in compute_features.modules() if isinstance(m, STFT)]
+    stfts = _stfts(compute_features)
     return (
         len(stfts) == 1
         and stfts[0].center
@@ -139,14 +144,8 @@ def embed_waveforms(compute_features, mean_var_norm, encoder, wavs):
     inert padding. The features come from one zero-padded batch, cut to each row's own
     frames, where :func:`batched_features_exact` holds; else from each waveform alone."""
     if batched_features_exact(compute_features, mean_var_norm):
-        from speechbrain.processing.features import STFT
-
-        hop = next(m for m in compute_features.modules() if isinstance(m, STFT)).hop_length
-        longest = max(w.numel() for w in wavs)
-        batch = wavs[0].new_zeros(len(wavs), longest)
-        for i, w in enumerate(wavs):
-            batch[i, : w.numel()] = w
-        rel = torch.tensor([w.numel() / longest for w in wavs], device=batch.device)
+        hop = _stfts(compute_features)[0].hop_length
+        batch, rel = zero_padded(wavs)
         feats = mean_var_norm(compute_features(batch), rel)
         rows = [feats[i, : w.numel() // hop + 1] for i, w in enumerate(wavs)]
     else:

@@ -26,6 +26,7 @@ import torch
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_moco.dataio.audio import load_audio
+from speechbrain_moco.verification.embeddings import zero_padded
 from speechbrain_moco.verification.exported import ONNX_NAME, EmbeddingGraph, exported_modules
 
 logger = get_logger(__name__)
@@ -175,11 +176,7 @@ def parity(graph, session, wavs):
         for i, wav in enumerate(wavs):
             ref = graph(wav[None], torch.ones(1)).numpy()
             compare(ref, onnx_embeddings(session, wav[None].numpy(), [1.0]), f"file {i} alone")
-        longest = max(w.numel() for w in wavs)
-        batch = torch.zeros(len(wavs), longest)
-        for i, wav in enumerate(wavs):
-            batch[i, : wav.numel()] = wav
-        lengths = torch.tensor([w.numel() / longest for w in wavs])
+        batch, lengths = zero_padded(wavs)
         ref = graph(batch, lengths).numpy()
         compare(ref, onnx_embeddings(session, batch.numpy(), lengths.numpy()), "the padded batch")
     return {
