@@ -36,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 
 import yaml
 from speechbrain.utils.logger import get_logger
@@ -205,7 +206,8 @@ class StageRunner:
         -------
         dict
             The record: ``cmd``, ``seconds``, ``reused`` (True when nothing ran),
-            ``resumed`` (it continued an interrupted run) and the digests.
+            ``resumed`` (it continued an interrupted run), ``run_id`` (new each time it
+            runs: the stages after it key on it) and the digests.
         """
         cmd = [str(a) for a in args] + [f"{self.output_option}={self.out(name)}"]
         if self.device:
@@ -246,7 +248,9 @@ class StageRunner:
             with open(log_path, encoding="utf-8") as f:
                 tail = f.read()[-3000:]
             raise StageFailed(f"stage {name} failed (exit {proc.returncode}); log {log_path}:\n{tail}")
-        done = dict(wanted, finished=True, seconds=seconds, resumed=resumed)
+        # run_id: a stage run again with the same command, inputs and (rounded) duration
+        # still writes a new record, so the stages after it see that it ran again
+        done = dict(wanted, finished=True, seconds=seconds, resumed=resumed, run_id=uuid.uuid4().hex)
         _write_json(path, done)
         return dict(done, reused=False)
 

@@ -3,6 +3,7 @@ files, its declared inputs and the stages it starts from are unchanged; otherwis
 again from an empty folder. An interrupted stage resumes; a failed one names its log."""
 
 import json
+import shutil
 
 import pytest
 
@@ -95,3 +96,23 @@ def test_nested_stage_names_and_no_device(tmp_path):
     runner.run("f0/s1/moco", [tmp_path / "stage.py"])
     assert (tmp_path / "work" / "f0" / "s1" / "moco.done.json").is_file()
     assert (tmp_path / "work" / "logs" / "f0" / "s1" / "moco.log").is_file()
+
+
+def test_an_earlier_stage_redone_with_the_same_command_makes_the_later_ones_stale(tmp_path):
+    """The label-free CI flake: an earlier stage deleted and run again with the same command
+    and the same duration (seconds are rounded to 0.1 s) wrote the same record, so the later
+    stage was reused on the old stage's outputs. Each run now has its own id."""
+    script = tmp_path / "stage.py"
+    script.write_text(STAGE)
+    work = tmp_path / "work"
+    runner = StageRunner(work)
+    first = runner.run("labels", [script])
+    runner.run("train", [script], after=["labels"])
+    assert runner.run("train", [script], after=["labels"])["reused"]
+    (work / "labels.done.json").unlink()
+    shutil.rmtree(work / "labels")
+    again = runner.run("labels", [script])
+    assert not again["reused"] and again["run_id"] != first["run_id"]
+    assert not runner.run("train", [script], after=["labels"])["reused"]
+    assert runs(work, "train") == "x"
+    assert runner.run("train", [script], after=["labels"])["reused"]
