@@ -22,7 +22,7 @@ from speechbrain.utils.checkpoints import (
     mark_as_saver,
     register_checkpoint_hooks,
 )
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import ddp_barrier, if_main_process
 from speechbrain.utils.logger import get_logger
 
 logger = get_logger(__name__)
@@ -61,12 +61,18 @@ class AtomicCheckpointer(Checkpointer):
         ckpt = super().save_checkpoint(
             meta=meta, end_of_epoch=end_of_epoch, name=name, verbosity=logging.DEBUG
         )
+        if ckpt is not None:  # the main process
+            final = ckpt.path.with_name(ckpt.path.name[len(TMP_PREFIX) :])
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(ckpt.path, final)
+        # Every rank waits for the rename. SpeechBrain's delete_checkpoints lists the folder on
+        # each rank and deletes through one collective per checkpoint: a rank that listed it
+        # before the rename saw one checkpoint fewer, made fewer collectives and the ranks
+        # deadlocked (seen: a torchrun SSPS run hung at its third end-of-epoch checkpoint).
+        ddp_barrier()
         if ckpt is None:  # not the main process
             return None
-        final = ckpt.path.with_name(ckpt.path.name[len(TMP_PREFIX) :])
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(ckpt.path, final)
         kind = "an end-of-epoch" if end_of_epoch else "an intra-epoch"
         logger.log(verbosity, "Saved %s checkpoint in %s", kind, final)
         files = {key: final / path.name for key, path in ckpt.paramfiles.items()}
