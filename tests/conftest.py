@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -87,6 +88,28 @@ def run(args, timeout=600, cwd=ROOT):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
+
+
+def run_group(cmd, env, timeout):
+    """Run ``cmd`` (e.g. torchrun and its workers) in a session of its own; on a timeout kill
+    the whole group, so a hung collective fails the test without leaving workers behind.
+    Returns the exit status and what it printed (stdout and stderr together)."""
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        printed, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        printed, _ = proc.communicate()
+        raise AssertionError(f"hung for {timeout} s, killed:\n{printed[-3000:]}") from None
+    return proc.returncode, printed
 
 
 def check_metrics(path, n_trials):

@@ -3,11 +3,9 @@ save_checkpoint returns, so SpeechBrain's delete_checkpoints (one collective per
 checkpoint it deletes, from each rank's own listing) keeps the ranks in step."""
 
 import os
-import signal
-import subprocess
 import sys
 
-from conftest import ROOT
+from conftest import ROOT, run_group
 
 WORKER = """
 import datetime, os, sys, time
@@ -38,20 +36,6 @@ def test_ranks_list_the_same_checkpoints_and_delete_in_step(tmp_path):
     script.write_text(WORKER)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29538"]
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(
-        cmd + [str(script), str(tmp_path / "ckpt")],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # a hang is killed with its workers, not left behind
-    )
-    try:
-        printed, _ = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        printed, _ = proc.communicate()
-        raise AssertionError("the ranks hung:\n" + printed[-3000:]) from None
-    assert proc.returncode == 0, printed[-3000:]
+    code, printed = run_group(cmd + [str(script), str(tmp_path / "ckpt")], env, timeout=240)
+    assert code == 0, printed[-3000:]
     assert printed.count("checkpoints in step") == 2

@@ -1,12 +1,11 @@
 """Two processes on CPU (gloo): identical queues, rank-ordered keys, loss vs one process."""
 
 import os
-import subprocess
 import sys
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, run_group
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 WORKER = os.path.join("tests", "integration", "ddp_worker.py")
@@ -34,19 +33,9 @@ ARGS = [
 
 def launch(cmd, corpus, out, batch_size, extra):
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", FREEZE_BN="1")
-    proc = subprocess.run(
-        cmd
-        + [WORKER]
-        + ARGS
-        + [f"--data_folder={corpus}", f"--output_folder={out}", f"--batch_size={batch_size}"]
-        + extra,
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    args = [f"--data_folder={corpus}", f"--output_folder={out}", f"--batch_size={batch_size}"]
+    code, printed = run_group(cmd + [WORKER] + ARGS + args + extra, env, timeout=300)
+    assert code == 0, printed[-3000:]
 
 
 @pytest.fixture(scope="module")
@@ -116,10 +105,8 @@ def test_split_batchnorm_on_one_process_gives_the_keys_of_as_many_gloo_ranks(tmp
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29534"]
     for cmd, out in ((torchrun + [worker], "ddp"), ([sys.executable, worker, "--splits=2"], "single")):
         os.makedirs(tmp_path / out)
-        proc = subprocess.run(
-            cmd + [f"--out={tmp_path / out}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-        )
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        code, printed = run_group(cmd + [f"--out={tmp_path / out}"], env, timeout=300)
+        assert code == 0, printed[-3000:]
     ddp = [torch.load(tmp_path / "ddp" / f"rank{r}.pt") for r in (0, 1)]
     single = torch.load(tmp_path / "single" / "rank0.pt")
     for name in ("queries", "keys"):
@@ -139,10 +126,10 @@ def test_end_of_run_scoring_without_validation_under_torchrun(tone_corpus, tmp_p
     cmd += [f"--data_folder={tone_corpus}", f"--output_folder={out}", "--verification_file=trials.txt"]
     cmd += ["--distributed_backend=gloo"]
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    code, printed = run_group(cmd, env, timeout=240)
+    assert code == 0, printed[-3000:]
     assert len((out / "eval" / "scores.txt").read_text().splitlines()) == 4
-    assert "EER" in proc.stdout + proc.stderr
+    assert "EER" in printed
 
 
 def test_two_gloo_ranks_hold_the_same_ssps_memories_and_clusters(tone_corpus, tmp_path):
@@ -156,8 +143,8 @@ def test_two_gloo_ranks_hold_the_same_ssps_memories_and_clusters(tone_corpus, tm
     cmd = torchrun + [WORKER] + args
     cmd += [f"--data_folder={tone_corpus}", f"--output_folder={tmp_path}", "--batch_size=4"]
     cmd += ["--distributed_backend=gloo", "--device=cpu"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    code, printed = run_group(cmd, env, timeout=300)
+    assert code == 0, printed[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False)["ssps"] for r in (0, 1)]
     assert bool(ranks[0]["written"].all()) and ranks[0]["reference"].shape[0] == 32
     assert int(ranks[0]["clustered_epoch"]) == 3 and ranks[0]["centroids"].shape[0] == round(32 / 3)
@@ -174,11 +161,9 @@ def test_a_skipped_last_micro_batch_keeps_the_ranks_in_step(tone_corpus, tmp_pat
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", NAN_STEP="2")
     cmd = torchrun + [WORKER] + args + ["--grad_accumulation_factor=2", "--batch_size=4"]
     cmd += [f"--data_folder={tone_corpus}", f"--output_folder={tmp_path}", "--distributed_backend=gloo"]
-    proc = subprocess.run(
-        cmd + ["--device=cpu"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "non-finite loss" in proc.stdout + proc.stderr
+    code, printed = run_group(cmd + ["--device=cpu"], env, timeout=300)
+    assert code == 0, printed[-3000:]
+    assert "non-finite loss" in printed
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False)["encoder"] for r in (0, 1)]
     for name, value in ranks[0].items():
         assert torch.equal(value, ranks[1][name]), name

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import torch
-from conftest import ROOT, check_metrics, run, train_moco, verify
+from conftest import ROOT, check_metrics, run, run_group, train_moco, verify
 
 SUP = "recipes/Folder/SpeakerRec"
 SMALL = [
@@ -231,8 +231,8 @@ def test_supervised_recipe_under_torchrun_with_two_processes(tone_corpus, tmp_pa
         "--batch_size=2",
         "--distributed_backend=gloo",
     ] + [a for a in SMALL if not a.startswith("--batch_size")]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    code, printed = run_group(cmd, env, timeout=600)
+    assert code == 0, printed[-3000:]
     history = [json.loads(line) for line in open(out / "history.jsonl")]
     assert [h["epoch"] for h in history] == [1, 2]  # written once, by rank 0
     assert [h["encoder_frozen"] for h in history] == [True, False]
