@@ -24,7 +24,9 @@ after mean subtraction, PLDA on k-means pseudo-speakers) and x-vector
 (``moco_xvector.yaml``); supervised AAM-softmax on the train speakers' labels
 (``train_ecapa.yaml``). Every trained system runs with each seed of ``--seeds``; the tables
 give the mean over seeds with a 95 % interval over the test speakers and the seeds
-(``speechbrain_moco.experiments.evidence``) and the standard deviation over seeds. Writes
+(``speechbrain_moco.experiments.evidence``) and the standard deviation over seeds; then the
+paired comparisons of ``COMPARISONS`` (B - A over the same speaker resamples, seeds paired),
+each with its verdict: a winner only where the interval excludes 0. Writes
 ``benchmarks/results/quality.md`` and ``quality.json``.
 """
 
@@ -40,7 +42,7 @@ import speechbrain_moco  # noqa: F401  (first: it quiets SpeechBrain's import-ti
 # isort: split
 from data_prep.speaker_split import split_corpus
 from speechbrain_moco.experiments import baselines, report, stages
-from speechbrain_moco.experiments.evidence import Evidence, summary_table
+from speechbrain_moco.experiments.evidence import Evidence, comparison_table, summary_table
 from speechbrain_moco.experiments.runner import ROOT, StageRunner
 
 MOCO_YAML = os.path.join(ROOT, stages.FOLDER_MOCO, "hparams", "moco.yaml")
@@ -84,6 +86,17 @@ TRAINED = {  # name: (description, training stage, verification yaml, verify.py 
         ["--mean_subtraction=True"],
     ),
 }
+
+# the paired comparisons each table states (B against A): does training beat the bars, which
+# back-end, which encoder, and the supervised reference against MoCo
+COMPARISONS = [
+    ("moco_ecapa", "mfcc_stats"),
+    ("moco_ecapa", "random_ecapa"),
+    ("moco_ecapa_msub", "moco_ecapa"),
+    ("moco_ecapa_plda", "moco_ecapa"),
+    ("moco_xvector", "moco_ecapa"),
+    ("supervised_ecapa", "moco_ecapa"),
+]
 
 # scorings that compare.py also makes keep its names, so a shared work folder scores once
 SCORE_NAME = {
@@ -129,11 +142,36 @@ def train_and_score(runner, evidence, systems, seeds, data_folder, trials, lists
     return seconds
 
 
-def section(evidence, systems, lists, seconds, described):
-    """The markdown table of one corpus, with each system's mean training seconds."""
+def comparisons(evidence, systems, lists):
+    """Paired comparisons of ``COMPARISONS`` among ``systems`` on each list: rows for
+    ``comparison_table`` and their JSON."""
+    rows = [
+        (b, a, n, evidence.compare(a, b, n))
+        for b, a in COMPARISONS
+        if a in systems and b in systems
+        for n in lists
+    ]
+    as_json = [{"B": b, "A": a, "list": n, **d} for b, a, n, d in rows]
+    return rows, as_json
+
+
+def section(evidence, systems, lists, seconds, described, rows):
+    """The markdown tables of one corpus: systems, paired comparisons, training seconds."""
     table = summary_table(evidence, systems, list(lists), described)
     train = ", ".join(f"{k} {np.mean(v):.0f} s" for k, v in seconds.items())
-    return [table, "", f"Mean training wall time per seed on this machine: {train}.", ""]
+    return [
+        table,
+        "",
+        "Paired comparisons (B - A in EER points, the same trials and speaker resamples, seeds "
+        "paired; an untrained system pairs with every seed). A verdict names a winner only when "
+        "the interval excludes 0; `resolvable` is the interval's half-width, the smallest "
+        "difference this protocol detects.",
+        "",
+        comparison_table(rows),
+        "",
+        f"Mean training wall time per seed on this machine: {train}.",
+        "",
+    ]
 
 
 def main(argv=None):
@@ -189,9 +227,11 @@ def main(argv=None):
         with open(os.path.join(corpus, "corpus_info.json"), encoding="utf-8") as f:
             options = json.load(f)["options"]
         systems = list(untrained) + ["moco_ecapa", "moco_ecapa_msub", "moco_ecapa_plda"]
+        rows, compared = comparisons(evidence, systems, lists)
         result["corpora"]["embedded"] = {
             "corpus_options": options,
             "systems": {n: evidence.summary(n, "trials.txt") for n in systems},
+            "comparisons": compared,
             "train_seconds": seconds,
         }
         md += [
@@ -202,7 +242,7 @@ def main(argv=None):
             f"utterances, {options['n_speakers'] - options['n_held_out']} train MoCo, "
             f"{options['n_held_out']} held out for its trials.txt)",
             "",
-        ] + section(evidence, systems, lists, seconds, described)
+        ] + section(evidence, systems, lists, seconds, described, rows)
 
     work = os.path.abspath(args.work_folder)
     split = split_corpus(work, args.data_folder, args.test_fraction, args.split_seed)
@@ -218,12 +258,14 @@ def main(argv=None):
         runner, evidence, list(TRAINED), args.seeds, args.data_folder, trials, lists, extra
     )
     systems = list(UNTRAINED) + list(TRAINED)
+    rows, compared = comparisons(evidence, systems, lists)
     result["corpora"]["split"] = {
         "data_folder": report.shown_path(args.data_folder),
         "split": {k: split[k] for k in ("seed", "test_fraction", "trials")},
         "n_train_speakers": len(split["train_speakers"]),
         "n_test_speakers": len(split["test_speakers"]),
         "systems": {n: {ln: evidence.summary(n, ln) for ln in lists} for n in systems},
+        "comparisons": compared,
         "train_seconds": seconds,
     }
     md += [
@@ -231,7 +273,7 @@ def main(argv=None):
         "",
         report.split_summary(split),
         "",
-    ] + section(evidence, systems, lists, seconds, described)
+    ] + section(evidence, systems, lists, seconds, described, rows)
     md += [
         "Training: recipe defaults (40 epochs, batch 32; MoCo: two 2 s crops, supervised: one 2 s "
         "crop); untrained systems need none. Scoring, all label-free: encoders by cosine (`_msub`: "

@@ -61,6 +61,16 @@ def test_quality_benchmark_on_a_folder_corpus(tmp_path):
     plda = json.load(open(work / "f0" / "s2" / "eval" / "moco_plda" / "trials_all" / "metrics.json"))
     assert plda["backend"] == "PLDAScorer"
     assert "moco_xvector" in open(f"{out}.md").read() and "moco_xvector" in stdout
+    # paired comparisons, both lists, seeds paired: an untrained bar pairs with every seed
+    compared = {(c["B"], c["A"], c["list"]): c for c in split["comparisons"]}
+    assert len(compared) == 12 and ("supervised_ecapa", "moco_ecapa", "trials_all_hard.txt") in compared
+    for c in compared.values():
+        low, high = c["difference_ci95"]
+        assert low <= high and abs(c["half_width"] - (high - low) / 2) < 1e-9
+        assert c["verdict"] == ("not resolved" if low <= 0 <= high else "better" if high < 0 else "worse")
+    mfcc = compared[("moco_ecapa", "mfcc_stats", "trials_all.txt")]
+    assert abs(mfcc["EER_A"] - systems["mfcc_stats"]["trials_all.txt"]["EER"]) < 1e-6
+    assert "| moco_ecapa vs mfcc_stats | trials_all.txt |" in open(f"{out}.md").read()
 
 
 def test_speed_benchmark_writes_ratios(tmp_path, tone_corpus):
