@@ -61,9 +61,11 @@ def test_quality_benchmark_on_a_folder_corpus(tmp_path):
     plda = json.load(open(work / "f0" / "s2" / "eval" / "moco_plda" / "trials_all" / "metrics.json"))
     assert plda["backend"] == "PLDAScorer"
     assert "moco_xvector" in open(f"{out}.md").read() and "moco_xvector" in stdout
-    # paired comparisons, both lists, seeds paired: an untrained bar pairs with every seed
+    # paired comparisons (this corpus has no speakers.tsv: trials_all.txt only), seeds
+    # paired: an untrained bar pairs with every seed
     compared = {(c["B"], c["A"], c["list"]): c for c in split["comparisons"]}
-    assert len(compared) == 12 and ("supervised_ecapa", "moco_ecapa", "trials_all_hard.txt") in compared
+    assert len(compared) == 6 and ("supervised_ecapa", "moco_ecapa", "trials_all.txt") in compared
+    assert all(c["n_seeds"] == 2 for c in compared.values())
     for c in compared.values():
         low, high = c["difference_ci95"]
         assert low <= high and abs(c["half_width"] - (high - low) / 2) < 1e-9
