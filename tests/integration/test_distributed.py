@@ -5,9 +5,8 @@ import sys
 
 import pytest
 import torch
-from conftest import TINY, run_group
+from conftest import ROOT, TINY, run_group
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 WORKER = os.path.join("tests", "integration", "ddp_worker.py")
 ARGS = [
     "recipes/Folder/MoCo/hparams/moco.yaml",
